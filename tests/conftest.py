@@ -1,0 +1,65 @@
+"""Shared fixtures: scratch databases on the test PostgreSQL, and subprocess helpers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.conf import settings
+from psycopg.conninfo import make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def server_url(dbname: str) -> str:
+    """A libpq connection string to `dbname` on the PostgreSQL the tests run against."""
+    return make_conninfo(settings.DATABASE_URL, dbname=dbname)
+
+
+@pytest.fixture
+def scratch_db() -> Iterator[str]:
+    """A fresh, empty database; dropped afterwards. Yields its connection string."""
+    name = f"t0admin_scratch_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url("postgres"), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server_url(name)
+    finally:
+        with psycopg.connect(server_url("postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def manage_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        TENSORZERO_POSTGRES_URL=database_url,
+        DJANGO_SECRET_KEY="test-secret-key-not-for-production-" + "x" * 20,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def manage(database_url: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run `manage.py ARGS` in a fresh process against `database_url`."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=manage_env(database_url, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,63 @@
+"""/healthz answers while the process lives; /readyz only when the database is usable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from tests.conftest import ROOT, manage_env
+
+
+def test_healthz_answers_json_without_database(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_is_ready_when_schema_verified(client: Client) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_503_with_reason_when_table_lacks_expires_at(client: Client) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE public.tensorzero_auth_api_key RENAME COLUMN expires_at TO x")
+    try:
+        response = client.get("/readyz")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "ALTER TABLE public.tensorzero_auth_api_key RENAME COLUMN x TO expires_at"
+            )
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert "--run-postgres-migrations" in response.json()["reason"]
+
+
+def test_readyz_is_503_when_database_unreachable() -> None:
+    script = (
+        "import django, json; django.setup(); from django.test import Client; "
+        "r = Client(HTTP_HOST='localhost').get('/readyz'); print(r.status_code, json.dumps(r.json()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=manage_env(
+            "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2",
+            DJANGO_SETTINGS_MODULE="t0admin.settings",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    status, _, body = result.stdout.strip().partition(" ")
+    assert status == "503", result.stderr
+    assert json.loads(body)["reason"].startswith("database unreachable")

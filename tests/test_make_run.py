@@ -1,0 +1,103 @@
+"""`make run` end to end: embedded PostgreSQL, gunicorn, Ctrl-C, and a second start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def start(data: Path, port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"TENSORZERO_POSTGRES_URL"}}
+    env.update(T0ADMIN_DATA_DIR=str(data), T0ADMIN_BIND=f"127.0.0.1:{port}")
+    env.pop("DJANGO_SECRET_KEY", None)
+    return subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+    )
+
+
+def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError("make run never became ready")
+
+
+def ctrl_c(proc: subprocess.Popen[str]) -> str:
+    """Send SIGINT to the whole foreground group, as a terminal's Ctrl-C does."""
+    os.killpg(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    return output
+
+
+def leftovers(data: Path, port: int) -> list[str]:
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if str(data) in cmdline or f"127.0.0.1:{port}" in cmdline:
+            found.append(f"{process.pid} {cmdline}")
+    return found
+
+
+def socket_dir(data: Path) -> str:
+    return (data / "postgres" / "postmaster.pid").read_text().splitlines()[4]
+
+
+def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+
+    first = start(data, port)
+    try:
+        wait_ready(port, first)
+        with psycopg.connect(host=socket_dir(data), dbname="postgres", user="postgres") as conn:
+            conn.execute(
+                "INSERT INTO tensorzero_auth_api_key (organization, workspace, public_id, hash) "
+                "VALUES ('default', 'default', 'KEEPMEKEEPME', 'x')"
+            )
+    finally:
+        output = ctrl_c(first)
+    assert f"http://localhost:{port}/api-keys" in output
+    assert str(data) in output
+    assert "Sign in as 'admin'" in output
+    # make itself re-raises SIGINT after its child has finished, as on a terminal.
+    assert first.returncode in (0, -signal.SIGINT), output
+    assert leftovers(data, port) == []
+
+    second = start(data, port)
+    try:
+        wait_ready(port, second)
+        with psycopg.connect(host=socket_dir(data), dbname="postgres", user="postgres") as conn:
+            kept = conn.execute(
+                "SELECT public_id FROM tensorzero_auth_api_key WHERE public_id = 'KEEPMEKEEPME'"
+            ).fetchall()
+    finally:
+        output = ctrl_c(second)
+    assert kept == [("KEEPMEKEEPME",)]
+    assert "Sign in as 'admin'" not in output  # the first run's user is still there
+    assert leftovers(data, port) == []
