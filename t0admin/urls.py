@@ -8,6 +8,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="keys:list", permanent=False)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("api-keys", include("keys.urls")),
+    path("", include("keys.urls")),
     path("django-admin/", admin.site.urls),
 ]
+
+handler500 = "t0admin.errors.server_error"
