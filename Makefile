@@ -26,7 +26,7 @@ lint: $(VENV)/.dev
 	$(MYPY)
 
 bench: $(VENV)/.dev
-	$(BIN)/python bench/paging.py
+	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/paging.py $(BENCH_ARGS)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
