@@ -376,12 +376,8 @@ def reading(renders: list[tuple[str, float, str]]) -> list[str]:
         "first, forward for `after=`) on `tensorzero_auth_api_key_pkey`, with "
         "`Index Cond: (id < cursor)` or `(id > cursor)`: it reads the page and one row more "
         "(101 rows, a handful of buffers) however deep the cursor is. The cursor itself is "
-        "found through `uniq_public_id`. Nothing sorts more than one row, so the cost "
-        "does not grow with the depth or with the table.",
-        "- The cursor lookup (`keys.listing._cursor_id`) carries a `Sort` of one row: "
-        "`.first()` adds the model's default ordering (`ORDER BY id DESC LIMIT 1`) to a "
-        "lookup on a unique column, which returns at most one row anyway. Constant and "
-        "harmless (microseconds); `.get()` or an empty `order_by()` would drop it.",
+        "found with one probe of `uniq_public_id`. Nothing sorts, so the cost does not "
+        "grow with the depth or with the table.",
         "- The TensorZero UI's query has no index on `created_at` to use: every page is a "
         "(parallel) sequential scan of the whole table followed by a sort. OFFSET 0 keeps "
         "only the top 100 in memory (`top-N heapsort`) but still reads every row; a deep "

@@ -37,9 +37,9 @@ def parse_limit(raw: str | None) -> int:
 
 
 def _cursor_id(public_id: str, name: str) -> int:
-    # A slice, not .first(): public_id is unique, so no ORDER BY is needed.
+    # public_id is unique: no ORDER BY (the model's default ordering would add one).
     found = (
-        list(ApiKey.objects.filter(public_id=public_id).values_list("id", flat=True)[:1])
+        list(ApiKey.objects.filter(public_id=public_id).order_by().values_list("id", flat=True)[:1])
         if tokens.is_public_id(public_id)
         else []
     )
