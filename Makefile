@@ -18,7 +18,9 @@ test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(MYPY)
-	T0ADMIN_DATA_DIR=$${T0ADMIN_TEST_DATA_DIR:-$(CURDIR)/.data/test} $(BIN)/pytest $(PYTEST_ARGS)
+	T0ADMIN_DATA_DIR=$${T0ADMIN_TEST_DATA_DIR:-$(CURDIR)/.data/test} \
+	  DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-test-only-not-a-secret-$$$$-0123456789abcdefghij} \
+	  $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
