@@ -36,3 +36,27 @@ class ApiKey(models.Model):
         if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
             return "Expired"
         return "Active"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which key: one row per write, in the same transaction as the write."""
+
+    class Action(models.TextChoices):
+        CREATE = "create", "Created"
+        DISABLE = "disable", "Disabled"
+        DESCRIBE = "describe", "Edited description"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=255)  # user name, or "cli:<os user>" for commands
+    action = models.CharField(max_length=32, choices=Action.choices)
+    public_id = models.CharField(max_length=12, db_index=True)
+    detail = models.JSONField(default=dict, blank=True)
+    # The one-time token of the form that caused a create; unique, so that a form sent
+    # twice (double click, browser retry) creates one key, not two.
+    form_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.public_id}"

@@ -1,0 +1,166 @@
+"""Every write to keys: one transaction each, with its audit record.
+
+Views and management commands call only this module to change anything. It writes the
+gateway's table exactly as the gateway's own tools do (GATEWAY.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from keys import tokens
+from keys.models import ApiKey, AuditEvent
+
+DESCRIPTION_MAX = 255
+ORGANIZATION = WORKSPACE = "default"  # what the gateway's own CLI writes
+PUBLIC_ID_ATTEMPTS = 5
+
+
+class ServiceError(Exception):
+    """A write refused for a reason the user can act on; str() says it in plain words."""
+
+
+class KeyNotFound(ServiceError):
+    pass
+
+
+class AlreadySubmitted(ServiceError):
+    pass
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    api_key: ApiKey
+    secret: str = field(repr=False)  # the full key: shown once, never stored or logged
+
+
+def clean_description(description: str | None) -> str | None:
+    """An empty description is stored as NULL, as the gateway's CLI leaves it."""
+    if description is None:
+        return None
+    description = description.strip()
+    if "\x00" in description:
+        raise ServiceError("The description cannot contain NUL characters.")
+    if len(description) > DESCRIPTION_MAX:
+        raise ServiceError(f"The description can be at most {DESCRIPTION_MAX} characters.")
+    return description or None
+
+
+def check_expiration(expires_at: datetime | None, now: datetime | None = None) -> None:
+    if expires_at is None:
+        return
+    if timezone.is_naive(expires_at):
+        raise ServiceError("The expiration needs a time zone.")
+    if expires_at <= (now or timezone.now()):
+        raise ServiceError("Expiration must be in the future.")
+
+
+def _is_public_id_collision(error: IntegrityError) -> bool:
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == "uniq_public_id"
+
+
+def create_key(
+    *,
+    actor: str,
+    description: str | None = None,
+    expires_at: datetime | None = None,
+    form_token: uuid.UUID | None = None,
+) -> CreatedKey:
+    description = clean_description(description)
+    now = timezone.now()
+    check_expiration(expires_at, now)
+    try:
+        with transaction.atomic():
+            for _ in range(PUBLIC_ID_ATTEMPTS):
+                secret = tokens.generate()
+                parsed = tokens.parse(secret)
+                try:
+                    with transaction.atomic():
+                        api_key = ApiKey.objects.create(
+                            organization=ORGANIZATION,
+                            workspace=WORKSPACE,
+                            description=description,
+                            public_id=parsed.public_id,
+                            hash=parsed.hash,
+                            created_at=now,
+                            updated_at=now,
+                            expires_at=expires_at,
+                        )
+                    break
+                except IntegrityError as error:
+                    if not _is_public_id_collision(error):
+                        raise
+            else:  # 62^12 public IDs: reaching this means the generator is broken
+                raise ServiceError("Could not find a free public ID; nothing was created.")
+            AuditEvent.objects.create(
+                actor=actor,
+                action=AuditEvent.Action.CREATE,
+                public_id=api_key.public_id,
+                detail={
+                    "description": description,
+                    "expires_at": expires_at.isoformat() if expires_at else None,
+                },
+                form_token=form_token,
+            )
+    except IntegrityError as error:
+        diag = getattr(error.__cause__, "diag", None)
+        if form_token is not None and "form_token" in str(getattr(diag, "constraint_name", "")):
+            raise AlreadySubmitted(
+                "This form was already submitted and its key created. Its secret was shown "
+                "once and cannot be shown again; generate a new key if you missed it."
+            ) from None
+        raise
+    return CreatedKey(api_key=api_key, secret=secret)
+
+
+def get_key(public_id: str) -> ApiKey:
+    if not tokens.is_public_id(public_id):
+        raise KeyNotFound(f"No API key has the public ID {public_id!r}.")
+    try:
+        return ApiKey.objects.get(public_id=public_id)
+    except ApiKey.DoesNotExist:
+        raise KeyNotFound(f"No API key has the public ID {public_id}.") from None
+
+
+def disable_key(*, actor: str, public_id: str) -> tuple[ApiKey, bool]:
+    """Disable a key; returns it and whether this call disabled it.
+
+    Only a key not yet disabled is touched, so the first disable time is kept and a second
+    disable changes nothing. There is no re-enable.
+    """
+    with transaction.atomic():
+        api_key = get_key(public_id)
+        changed = bool(
+            ApiKey.objects.filter(pk=api_key.pk, disabled_at__isnull=True).update(
+                disabled_at=Now(), updated_at=Now()
+            )
+        )
+        api_key.refresh_from_db()
+        if changed:
+            AuditEvent.objects.create(
+                actor=actor, action=AuditEvent.Action.DISABLE, public_id=public_id
+            )
+    return api_key, changed
+
+
+def set_description(*, actor: str, public_id: str, description: str | None) -> ApiKey:
+    description = clean_description(description)
+    with transaction.atomic():
+        api_key = get_key(public_id)
+        before = api_key.description
+        ApiKey.objects.filter(pk=api_key.pk).update(description=description, updated_at=Now())
+        api_key.refresh_from_db()
+        AuditEvent.objects.create(
+            actor=actor,
+            action=AuditEvent.Action.DESCRIBE,
+            public_id=public_id,
+            detail={"before": before, "after": description},
+        )
+    return api_key
