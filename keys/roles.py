@@ -18,9 +18,8 @@ ADMINS = "Key admins"
 # Role names as `manage.py grant` spells them.
 ROLE_NAMES = {"viewer": VIEWERS, "admin": ADMINS}
 
-# The hook for the audit trail: once an audit model exists in `keys`, add its
-# "keys.view_<model>" here and viewers may read it too.
-VIEWER_PERMISSIONS = ["keys.view_apikey"]
+# Viewers see keys and the audit trail; a new model viewers may read is one line here.
+VIEWER_PERMISSIONS = ["keys.view_apikey", "keys.view_auditevent"]
 ADMIN_PERMISSIONS = [*VIEWER_PERMISSIONS, "keys.add_apikey", "keys.change_apikey"]
 
 ROLES = {VIEWERS: VIEWER_PERMISSIONS, ADMINS: ADMIN_PERMISSIONS}
