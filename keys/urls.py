@@ -4,6 +4,10 @@ from keys import views
 
 app_name = "keys"
 
+# The list lives at /api-keys (no trailing slash), as in the TensorZero UI.
 urlpatterns = [
-    path("", views.key_list, name="list"),
+    path("api-keys", views.key_list, name="list"),
+    path("api-keys/new", views.new_key, name="new"),
+    path("api-keys/<str:public_id>/disable", views.disable_key, name="disable"),
+    path("api-keys/<str:public_id>/description", views.edit_description, name="description"),
 ]

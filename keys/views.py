@@ -1,11 +1,148 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+"""The /api-keys pages. Each view serves the full page and, for htmx, only its partial."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.middleware import HtmxDetails
+
+from keys import listing, service
+from keys.forms import CreateKeyForm, DescriptionForm
 from keys.models import ApiKey
+from keys.permissions import can_write, require_viewer, require_writer
+
+KEYS_CHANGED = "keysChanged"  # htmx event: the list refreshes itself on it
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _render(
+    request: HtmxHttpRequest,
+    template: str,
+    partial: str | None,
+    context: dict[str, Any],
+    status: int = 200,
+) -> HttpResponse:
+    """The full page, or for an htmx request only the named partial of it."""
+    name = f"{template}#{partial}" if partial and request.htmx else template
+    return render(request, name, {"can_write": can_write(request), **context}, status=status)
+
+
+def _problem(request: HtmxHttpRequest, message: str, status: int) -> HttpResponse:
+    return _render(request, "keys/problem.html", "message", {"message": message}, status)
 
 
 @require_GET
-def key_list(request: HttpRequest) -> HttpResponse:
-    keys = ApiKey.objects.order_by("-id")[:100]
-    return render(request, "keys/list.html", {"keys": keys})
+@require_viewer
+def key_list(request: HtmxHttpRequest) -> HttpResponse:
+    try:
+        limit = listing.parse_limit(request.GET.get("limit"))
+        page = listing.page(limit, before=request.GET.get("before"), after=request.GET.get("after"))
+    except listing.BadPageRequest as error:
+        return _problem(request, str(error), 400)
+    keep = {} if limit == listing.DEFAULT_LIMIT else {"limit": limit}
+    context = {
+        "page": page,
+        "keep_limit": f"&limit={limit}" if keep else "",
+        "first_page": reverse("keys:list") + (f"?limit={limit}" if keep else ""),
+    }
+    return _render(request, "keys/list.html", "table", context)
+
+
+@sensitive_variables("created")
+@require_http_methods(["GET", "POST"])
+@require_writer
+def new_key(request: HtmxHttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _render(request, "keys/new.html", "form", {"form": CreateKeyForm()})
+    form = CreateKeyForm(request.POST)
+    if not form.is_valid():
+        return _render(request, "keys/new.html", "form", {"form": form}, status=400)
+    try:
+        created = service.create_key(
+            actor=request.user.get_username(),
+            description=form.cleaned_data["description"],
+            expires_at=form.cleaned_data["expires_at"],
+            form_token=form.cleaned_data["form_token"],
+        )
+    except service.AlreadySubmitted as error:
+        return _problem(request, str(error), 409)
+    except service.ServiceError as error:
+        form.add_error(None, str(error))
+        return _render(request, "keys/new.html", "form", {"form": form}, status=400)
+    # The one response that ever holds the secret: the POST's own, never cached, never a
+    # redirect (the secret would have to travel through the session or the URL).
+    response = _render(
+        request,
+        "keys/created.html",
+        "created",
+        {"created": created, "gateway_url": settings.GATEWAY_URL},
+    )
+    add_never_cache_headers(response)
+    response["HX-Trigger"] = KEYS_CHANGED
+    return response
+
+
+def _key_or_404(request: HtmxHttpRequest, public_id: str) -> ApiKey | HttpResponse:
+    try:
+        return service.get_key(public_id)
+    except service.KeyNotFound as error:
+        return _problem(request, str(error), 404)
+
+
+@require_http_methods(["GET", "POST"])
+@require_writer
+def disable_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    api_key = _key_or_404(request, public_id)
+    if isinstance(api_key, HttpResponse):
+        return api_key
+    if request.method == "GET":
+        return _render(request, "keys/disable.html", "confirm", {"key": api_key})
+    api_key, changed = service.disable_key(actor=request.user.get_username(), public_id=public_id)
+    if changed:
+        message = (
+            f"API key {public_id} is disabled. Gateways stop accepting it within their "
+            "auth cache TTL (1 second by default)."
+        )
+    else:
+        message = f"API key {public_id} was already disabled; nothing changed."
+    if request.htmx:
+        response = _render(request, "keys/disable.html", "done", {"message": message})
+        response["HX-Trigger"] = KEYS_CHANGED
+        return response
+    (messages.success if changed else messages.info)(request, message)
+    return redirect("keys:list")
+
+
+@require_http_methods(["GET", "POST"])
+@require_writer
+def edit_description(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    api_key = _key_or_404(request, public_id)
+    if isinstance(api_key, HttpResponse):
+        return api_key
+    if request.method == "GET":
+        form = DescriptionForm(initial={"description": api_key.description})
+        return _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
+    form = DescriptionForm(request.POST)
+    if not form.is_valid():
+        context = {"key": api_key, "form": form}
+        return _render(request, "keys/edit.html", "edit_row", context, status=400)
+    api_key = service.set_description(
+        actor=request.user.get_username(),
+        public_id=public_id,
+        description=form.cleaned_data["description"],
+    )
+    if request.htmx:
+        return _render(request, "keys/list.html", "row", {"key": api_key})
+    messages.success(request, f"Description of API key {public_id} saved.")
+    return redirect("keys:list")

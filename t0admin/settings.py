@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",
     "django_htmx",
     "template_partials",
     "axes",
@@ -116,11 +117,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "t0admin.middleware.TimezoneMiddleware",
     # Last, as django-axes requires: it turns its lockout into the response.
     "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "t0admin.urls"
+# Every form field renders through templates/forms/field.html.
+FORM_RENDERER = "t0admin.forms.FormRenderer"
 WSGI_APPLICATION = "t0admin.wsgi.application"
 
 TEMPLATES = [
@@ -129,6 +133,8 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
+            # {% partialdef %} in every template without a {% load %} line.
+            "builtins": ["template_partials.templatetags.partials"],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",

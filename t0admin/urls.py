@@ -20,6 +20,8 @@ urlpatterns = [
     path("readyz", login_not_required(health.readyz), name="readyz"),
     path("sign-in", auth.sign_in, name="login"),
     path("sign-out", auth.sign_out, name="logout"),
-    path("api-keys", include("keys.urls")),
+    path("", include("keys.urls")),
     path("django-admin/", admin.site.urls),
 ]
+
+handler500 = "t0admin.errors.server_error"

@@ -1,0 +1,96 @@
+"""Forms for the keys page: parse and validate, in words a person understands."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from keys.service import DESCRIPTION_MAX
+
+EXPIRATION_PRESETS: dict[str, timedelta | None] = {
+    "never": None,
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+    "1y": timedelta(days=365),
+}
+EXPIRATION_CHOICES = [
+    ("never", "No expiration"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+    ("90d", "90 days"),
+    ("1y", "1 year"),
+    ("custom", "Custom"),
+]
+# Far enough for any real key; near enough that no time zone arithmetic can overflow.
+LATEST_EXPIRATION = timedelta(days=100 * 365)
+
+
+class DescriptionField(forms.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            max_length=DESCRIPTION_MAX,
+            required=False,
+            strip=True,
+            widget=forms.TextInput(
+                attrs={"data-counter": "", "autocomplete": "off", "placeholder": "Optional"}
+            ),
+            error_messages={
+                "max_length": f"The description can be at most {DESCRIPTION_MAX} characters "
+                "(it has %(show_value)d).",
+            },
+            **kwargs,
+        )
+
+
+class CreateKeyForm(forms.Form):
+    description = DescriptionField(
+        help_text="What the key is for, e.g. the service or team using it."
+    )
+    expiration = forms.ChoiceField(choices=EXPIRATION_CHOICES, initial="never")
+    expires_at = forms.DateTimeField(
+        label="Expires at",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Your local time. Only for Custom.",
+        error_messages={"invalid": "Enter a date and time, e.g. 2027-01-31 17:00."},
+    )
+    # One per rendered form: a second POST of the same form creates nothing.
+    form_token = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["form_token"].error_messages = {
+            "required": "This form is incomplete; reload the page and try again.",
+            "invalid": "This form is incomplete; reload the page and try again.",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        choice = data.get("expiration")
+        if choice is None:
+            return data
+        now = timezone.now()
+        if choice == "custom":
+            expires_at: datetime | None = data.get("expires_at")
+            if expires_at is None:
+                if "expires_at" not in self.errors:
+                    self.add_error("expires_at", "Choose when the key should expire.")
+                return data
+            if expires_at <= now:
+                self.add_error("expires_at", "Expiration must be in the future.")
+            elif expires_at > now + LATEST_EXPIRATION:
+                self.add_error("expires_at", "Expiration must be within 100 years.")
+        else:
+            delta = EXPIRATION_PRESETS[choice]
+            data["expires_at"] = now + delta if delta else None
+            self.errors.pop("expires_at", None)  # ignored unless Custom
+        return data
+
+
+class DescriptionForm(forms.Form):
+    description = DescriptionField()

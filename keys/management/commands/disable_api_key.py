@@ -1,0 +1,29 @@
+"""Like `gateway --disable-api-key`, but keeps the first disable time."""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from keys import service
+from keys.management.commands._actor import cli_actor
+
+
+class Command(BaseCommand):
+    help = "Disable an API key by its public ID. Exit 0 when disabled now or already."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("public_id")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        public_id = options["public_id"]
+        try:
+            api_key, changed = service.disable_key(actor=cli_actor(), public_id=public_id)
+        except service.KeyNotFound as error:
+            raise CommandError(str(error)) from None
+        if changed:
+            self.stdout.write(f"Disabled API key {public_id}.")
+        else:
+            self.stdout.write(
+                f"API key {public_id} was already disabled at "
+                f"{api_key.disabled_at:%Y-%m-%dT%H:%M:%SZ}; nothing changed."
+            )
