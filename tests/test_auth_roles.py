@@ -103,3 +103,42 @@ def test_django_admin_site_stays_closed_to_staff_key_admins(client: Client, bob:
     response = client.get("/django-admin/")
     assert response.status_code == 302
     assert response["Location"].startswith("/django-admin/login/")
+
+
+@pytest.fixture
+def viewer_client(client: Client, bob: User) -> Client:
+    grant("viewer", "bob")
+    client.force_login(bob)
+    return client
+
+
+def test_user_without_role_is_refused_the_keys_page(client: Client, bob: User) -> None:
+    client.force_login(bob)
+    assert client.get("/api-keys").status_code == 403
+
+
+def test_viewer_sees_the_keys_without_write_controls(viewer_client: Client) -> None:
+    response = viewer_client.get("/api-keys")
+    assert response.status_code == 200
+    assert "/api-keys/new" not in response.content.decode()
+
+
+def test_viewer_post_to_create_is_refused(viewer_client: Client) -> None:
+    response = viewer_client.post("/api-keys/new", {"description": "x", "expiration": "never"})
+    assert response.status_code == 403
+    assert "may see API keys but not change them" in response.content.decode()
+
+
+def test_viewer_post_to_disable_is_refused(viewer_client: Client) -> None:
+    assert viewer_client.post("/api-keys/AAAAAAAAAAAA/disable").status_code == 403
+
+
+def test_viewer_post_to_describe_is_refused(viewer_client: Client) -> None:
+    response = viewer_client.post("/api-keys/AAAAAAAAAAAA/description", {"description": "x"})
+    assert response.status_code == 403
+
+
+def test_admin_sees_the_create_control(client: Client, bob: User) -> None:
+    grant("admin", "bob")
+    client.force_login(bob)
+    assert "/api-keys/new" in client.get("/api-keys").content.decode()
