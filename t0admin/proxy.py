@@ -56,8 +56,18 @@ def client_ip(request: HttpRequest) -> str:
     return peer
 
 
+def _refuse(request: HttpRequest, reason: str) -> HttpResponse:
+    return render(
+        request,
+        "registration/proxy_refused.html",
+        {"reason": reason, "header": settings.PROXY_USER_HEADER},
+        status=403,
+    )
+
+
 class ForwardedHeadersMiddleware:
-    """Drops forwarded headers that no trusted proxy vouches for.
+    """First in line: refuses a forged identity before anything else answers (even the
+    https redirect), and drops forwarded headers that no trusted proxy vouches for.
 
     Django then honours what is left (SECURE_PROXY_SSL_HEADER, USE_X_FORWARDED_HOST).
     """
@@ -66,19 +76,24 @@ class ForwardedHeadersMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not is_trusted(request.META.get("REMOTE_ADDR")):
-            for key in FORWARDED_HEADERS:
-                request.META.pop(key, None)
+        peer = request.META.get("REMOTE_ADDR", "")
+        if is_trusted(peer):
+            return self.get_response(request)
+        for key in FORWARDED_HEADERS:
+            request.META.pop(key, None)
+        if settings.AUTH_MODE == "proxy" and (
+            meta_key(settings.PROXY_USER_HEADER) in request.META
+            or meta_key(settings.PROXY_GROUPS_HEADER) in request.META
+        ):
+            log.warning(
+                "refused: %s header from untrusted address %s (not in "
+                "T0ADMIN_TRUSTED_PROXIES) for %s",
+                settings.PROXY_USER_HEADER,
+                peer,
+                request.path,
+            )
+            return _refuse(request, "untrusted")
         return self.get_response(request)
-
-
-def _refuse(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(
-        request,
-        "registration/proxy_refused.html",
-        {"reason": reason, "header": settings.PROXY_USER_HEADER},
-        status=403,
-    )
 
 
 class ProxyAuthMiddleware:
@@ -95,15 +110,7 @@ class ProxyAuthMiddleware:
         groups_key = meta_key(settings.PROXY_GROUPS_HEADER)
         identity = request.META.get(user_key, "").strip()
         if not is_trusted(peer):
-            if user_key in request.META or groups_key in request.META:
-                log.warning(
-                    "refused: %s header from untrusted address %s (not in "
-                    "T0ADMIN_TRUSTED_PROXIES) for %s",
-                    settings.PROXY_USER_HEADER,
-                    peer,
-                    request.path,
-                )
-                return _refuse(request, "untrusted")
+            # Forged identities were refused by ForwardedHeadersMiddleware already.
             if request.path_info in OPEN_PATHS:
                 return self.get_response(request)
             return _refuse(request, "direct")

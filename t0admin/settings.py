@@ -263,6 +263,9 @@ if BASE_PATH:
         )
     # The proxy strips the prefix; Django puts it back into every URL it makes.
     FORCE_SCRIPT_NAME = BASE_PATH
+    # Spelled out: whitenoise and the static storage read it before any request has set
+    # the script prefix that a relative STATIC_URL would get.
+    STATIC_URL = BASE_PATH + "/static/"
     SESSION_COOKIE_PATH = BASE_PATH
     CSRF_COOKIE_PATH = BASE_PATH
 
@@ -273,7 +276,8 @@ USE_X_FORWARDED_HOST = True
 CSRF_TRUSTED_ORIGINS = env_list("T0ADMIN_CSRF_TRUSTED_ORIGINS")
 SECURE_SSL_REDIRECT = HTTPS
 # Load balancers and container health checks speak plain http to the process.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# (Matched against the path with T0ADMIN_BASE_PATH, hence no ^.)
+SECURE_REDIRECT_EXEMPT = [r"(^|/)healthz$", r"(^|/)readyz$"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = 365 * 24 * 3600 if HTTPS else 0
