@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
+# mypy's Django plugin imports the settings; a URL (never connected to) keeps it from
+# starting the embedded PostgreSQL, which it would leave running.
+MYPY := TENSORZERO_POSTGRES_URL=postgresql://mypy@127.0.0.1:1/mypy DJANGO_SECRET_KEY=mypy-only $(BIN)/mypy .
+
 .PHONY: run test lint typecheck pytest bench clean lock
 
 run: $(VENV)/.runtime
@@ -13,15 +17,16 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy .
+	$(MYPY)
 	T0ADMIN_DATA_DIR=$${T0ADMIN_TEST_DATA_DIR:-$(CURDIR)/.data/test} $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MYPY)
 
 bench: $(VENV)/.dev
-	$(BIN)/python bench/paging.py
+	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/paging.py $(BENCH_ARGS)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

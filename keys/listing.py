@@ -31,20 +31,21 @@ class Page:
 def parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadPageRequest(f"limit must be a whole number from 1 to {MAX_LIMIT:,}.")
     return int(raw)
 
 
 def _cursor_id(public_id: str, name: str) -> int:
-    row = (
-        ApiKey.objects.filter(public_id=public_id).values_list("id", flat=True).first()
+    # A slice, not .first(): public_id is unique, so no ORDER BY is needed.
+    found = (
+        list(ApiKey.objects.filter(public_id=public_id).values_list("id", flat=True)[:1])
         if tokens.is_public_id(public_id)
-        else None
+        else []
     )
-    if row is None:
+    if not found:
         raise BadPageRequest(f"{name} must be the public ID of a listed key.")
-    return int(row)
+    return int(found[0])
 
 
 def page(limit: int, before: str | None = None, after: str | None = None) -> Page:

@@ -89,10 +89,11 @@ def create_key(
                             description=description,
                             public_id=parsed.public_id,
                             hash=parsed.hash,
-                            created_at=now,
-                            updated_at=now,
+                            created_at=Now(),  # the database's clock, as every write here
+                            updated_at=Now(),
                             expires_at=expires_at,
                         )
+                    api_key.refresh_from_db(fields=["created_at", "updated_at"])
                     break
                 except IntegrityError as error:
                     if not _is_public_id_collision(error):

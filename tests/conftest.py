@@ -91,3 +91,56 @@ def page(browser) -> Iterator[object]:  # type: ignore[no-untyped-def]
         yield page
     finally:
         context.close()
+
+
+def gateway_accepts(key: str) -> bool:
+    """The gateway's own check (GATEWAY.md), in plain SQL: parse, hash, look up, rules."""
+    import hashlib
+
+    from django.db import connection
+
+    parts = key.split("-")
+    if len(parts) != 4 or parts[:2] != ["sk", "t0"] or len(parts[2]) != 12 or len(parts[3]) != 48:
+        return False
+    digest = hashlib.sha256(parts[3].encode()).hexdigest()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT disabled_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
+            "FROM tensorzero_auth_api_key WHERE public_id = %s AND hash = %s",
+            [parts[2], digest],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+@pytest.fixture
+def viewer(django_user_model):  # type: ignore[no-untyped-def]
+    """A signed-in user who may see keys but not change them."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("viewer", password="not-used-" + "v" * 12)
+    user.user_permissions.add(
+        Permission.objects.get(codename="view_apikey", content_type__app_label="keys")
+    )
+    return user
+
+
+@pytest.fixture
+def viewer_client(client, viewer):  # type: ignore[no-untyped-def]
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _empty_gateway_table_after_transactional_tests(request):  # type: ignore[no-untyped-def]
+    """Django's flush after a transactional test skips unmanaged tables: empty it here."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and marker.kwargs.get("transaction")
+    )
+    if transactional:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE public.tensorzero_auth_api_key RESTART IDENTITY")

@@ -57,12 +57,15 @@ def gunicorn(
     database_url: str, env: dict[str, str] | None = None, bind_host: str = "127.0.0.1"
 ) -> Iterator[Server]:
     """A real gunicorn with the real app, on a free loopback port; stopped afterwards."""
+    from django.conf import settings
+
     port = free_port()
     log = f"/tmp/t0admin-gunicorn-{port}.log"  # noqa: S108  one per port, read by the test
     full_env = {
         **os.environ,
         "TENSORZERO_POSTGRES_URL": database_url,
-        "DJANGO_SECRET_KEY": "test-secret-key-for-gunicorn-" + "y" * 30,
+        # The test process's own key, so that sessions it signs are valid there too.
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "T0ADMIN_ALLOWED_HOSTS": "localhost,127.0.0.1",
         **(env or {}),
     }

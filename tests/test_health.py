@@ -61,3 +61,28 @@ def test_readyz_is_503_when_database_unreachable() -> None:
     status, _, body = result.stdout.strip().partition(" ")
     assert status == "503", result.stderr
     assert json.loads(body)["reason"].startswith("database unreachable")
+
+
+def test_pages_answer_503_with_a_clear_page_when_database_unreachable() -> None:
+    script = (
+        "import django; django.setup(); from django.test import Client; "
+        "c = Client(HTTP_HOST='localhost', raise_request_exception=False); "
+        # A session cookie makes the session middleware go to the database first.
+        "c.cookies['sessionid'] = 'x' * 32; r = c.get('/api-keys'); "
+        "print(r.status_code); print(r.content.decode())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=manage_env(
+            "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2",
+            DJANGO_SETTINGS_MODULE="t0admin.settings",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    status, _, body = result.stdout.partition("\n")
+    assert status == "503", result.stderr
+    assert "The database cannot be reached" in body
+    assert "Traceback" not in body

@@ -1,0 +1,88 @@
+"""The command-line tools, like the gateway's own: for scripts first."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from keys import service
+from keys.models import ApiKey, AuditEvent
+from tests.conftest import gateway_accepts
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_create_api_key_prints_only_the_key() -> None:
+    output = run("create_api_key", "--description", "ci runner")
+    assert output.count("\n") == 1
+    key = output.strip()
+    assert gateway_accepts(key)
+    assert ApiKey.objects.get().description == "ci runner"
+    assert AuditEvent.objects.get().actor.startswith("cli")
+
+
+def test_create_api_key_with_expiration() -> None:
+    run("create_api_key", "--expiration", "2031-01-02T03:04:05Z")
+    assert ApiKey.objects.get().expires_at.isoformat() == "2031-01-02T03:04:05+00:00"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("expiration", "message"),
+    [
+        ("2001-01-01T00:00:00Z", "Expiration must be in the future."),
+        ("next week", "not an RFC 3339 time"),
+        ("2031-01-01T00:00:00", "needs a time zone offset"),
+    ],
+)
+def test_create_api_key_refuses_bad_expiration(expiration: str, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run("create_api_key", "--expiration", expiration)
+    assert ApiKey.objects.count() == 0
+
+
+def test_disable_api_key_now_and_again_both_succeed() -> None:
+    public_id = service.create_key(actor="t").api_key.public_id
+    assert f"Disabled API key {public_id}." in run("disable_api_key", public_id)
+    assert "already disabled" in run("disable_api_key", public_id)
+
+
+def test_disable_api_key_unknown_fails_with_a_message() -> None:
+    with pytest.raises(CommandError, match="No API key has the public ID"):
+        run("disable_api_key", "nosuchkey123")
+
+
+def test_list_api_keys_json() -> None:
+    created = service.create_key(actor="t", description="one")
+    service.disable_key(actor="t", public_id=created.api_key.public_id)
+    rows = json.loads(run("list_api_keys", "--json"))
+    assert [(r["public_id"], r["status"], r["description"]) for r in rows] == [
+        (created.api_key.public_id, "disabled", "one")
+    ]
+    assert created.secret not in json.dumps(rows)
+
+
+def test_list_api_keys_table() -> None:
+    created = service.create_key(actor="t")
+    output = run("list_api_keys")
+    assert output.splitlines()[0].startswith("PUBLIC ID")
+    assert created.api_key.public_id in output and "active" in output
+
+
+def test_disable_api_key_exit_status_from_the_shell(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Exit 1 with a message for an unknown key, as the issue asks of scripts."""
+    from tests.conftest import manage
+    from tests.servers import test_database_url
+
+    result = manage(test_database_url(), "disable_api_key", "nosuchkey123")
+    assert result.returncode == 1
+    assert "No API key has the public ID nosuchkey123" in result.stderr

@@ -1,0 +1,447 @@
+"""Every /api-keys view through Django's test client: full page, htmx partial, bad input."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from datetime import UTC, timedelta
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+
+from keys import service
+from keys.models import ApiKey
+from tests.conftest import gateway_accepts
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+KEY_RE = re.compile(r"sk-t0-[A-Za-z0-9]{12}-[A-Za-z0-9]{48}")
+
+
+def new_form(client: Client, **fields: str) -> dict[str, str]:
+    """The create form's fields as the page renders them, with its one-time token."""
+    page = client.get("/api-keys/new").content.decode()
+    token = re.search(r'name="form_token" value="([0-9a-f-]{36})"', page)
+    assert token, page
+    return {"form_token": token.group(1), "description": "", "expiration": "never", **fields}
+
+
+def make_keys(count: int) -> list[str]:
+    return [
+        service.create_key(actor="t", description=f"k{i}").api_key.public_id for i in range(count)
+    ]
+
+
+# The list
+
+
+def test_root_redirects_to_the_keys_page(admin_client: Client) -> None:
+    response = admin_client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/api-keys"
+
+
+def test_anonymous_is_sent_to_sign_in(client: Client) -> None:
+    response = client.get("/api-keys")
+    assert response.status_code == 302
+    assert response["Location"].startswith(settings.LOGIN_URL)
+
+
+def test_list_shows_heading_columns_and_rows(admin_client: Client) -> None:
+    service.create_key(actor="t", description="Billing")
+    service.create_key(actor="t", expires_at=timezone.now() + timedelta(days=7))
+    html = admin_client.get("/api-keys").content.decode()
+    assert "<h1>TensorZero API Keys</h1>" in html
+    for column in ("Public ID", "Description", "Status", "Expires", "Created"):
+        assert f">{column}</th>" in html
+    assert "Billing" in html
+    assert "—" in html  # the key without a description
+    assert ">Never<" in html
+    assert "Generate API Key" in html
+
+
+def test_list_is_newest_first(admin_client: Client) -> None:
+    older, newer = make_keys(2)
+    html = admin_client.get("/api-keys").content.decode()
+    assert html.index(newer) < html.index(older)
+
+
+def test_list_marks_disabled_and_expired_keys(admin_client: Client) -> None:
+    disabled = service.create_key(actor="t").api_key
+    service.disable_key(actor="t", public_id=disabled.public_id)
+    expired = service.create_key(actor="t", expires_at=timezone.now() + timedelta(hours=1)).api_key
+    ApiKey.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(hours=1))
+    html = admin_client.get("/api-keys").content.decode()
+    disabled_row = html[html.index(f'id="key-{disabled.public_id}"') :].split("</tr>")[0]
+    expired_row = html[html.index(f'id="key-{expired.public_id}"') :].split("</tr>")[0]
+    assert "Disabled<span" in disabled_row and "since" in disabled_row
+    assert "/disable" not in disabled_row  # no disable action on a disabled key
+    assert "Expired<span" in expired_row
+
+
+def test_list_htmx_request_gets_only_the_table(admin_client: Client) -> None:
+    make_keys(1)
+    html = admin_client.get("/api-keys", **HTMX).content.decode()
+    assert html.lstrip().startswith('<div id="keys-table"')
+    assert "<html" not in html and "<h1>" not in html
+
+
+def test_empty_state(admin_client: Client) -> None:
+    html = admin_client.get("/api-keys").content.decode()
+    assert "No API keys" in html
+
+
+def test_dates_render_in_the_viewers_time_zone(admin_client: Client) -> None:
+    service.create_key(actor="t")
+    admin_client.cookies["t0admin_tz"] = "Asia/Tokyo"
+    html = admin_client.get("/api-keys").content.decode()
+    assert "JST" in html and "Times in Asia/Tokyo" in html
+
+
+def test_forged_time_zone_cookie_falls_back_to_utc(admin_client: Client) -> None:
+    admin_client.cookies["t0admin_tz"] = "../../etc/passwd"
+    response = admin_client.get("/api-keys")
+    assert response.status_code == 200
+    assert "Times in UTC" in response.content.decode()
+
+
+# Paging
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "abc", "10001", "1.5", "１"])
+def test_bad_limit_is_400_with_a_message(admin_client: Client, limit: str) -> None:
+    response = admin_client.get("/api-keys", {"limit": limit})
+    assert response.status_code == 400
+    assert "limit must be a whole number from 1 to 10,000" in response.content.decode()
+
+
+def test_limit_of_ten_thousand_is_allowed(admin_client: Client) -> None:
+    assert admin_client.get("/api-keys", {"limit": "10000"}).status_code == 200
+
+
+def rows(html: str) -> list[str]:
+    return re.findall(r'<tr id="key-([A-Za-z0-9]{12})"', html)
+
+
+def link(html: str, rel: str) -> str:
+    found = re.search(rf'rel="{rel}" href="([^"]+)"', html)
+    assert found, f"no {rel} link"
+    return "/api-keys" + found.group(1).replace("&amp;", "&")
+
+
+def test_pages_through_with_limit_two(admin_client: Client) -> None:
+    ids = make_keys(5)[::-1]  # newest first
+    first = admin_client.get("/api-keys", {"limit": 2}).content.decode()
+    assert rows(first) == ids[0:2]
+    assert 'rel="prev"' not in first
+    second = admin_client.get(link(first, "next")).content.decode()
+    assert rows(second) == ids[2:4]
+    back = admin_client.get(link(second, "prev")).content.decode()
+    assert rows(back) == ids[0:2]
+    assert 'rel="prev"' not in back
+    last = admin_client.get(link(second, "next")).content.decode()
+    assert rows(last) == ids[4:5]
+    assert 'rel="next"' not in last
+    assert "limit=2" in link(last, "prev")
+
+
+def test_cursor_links_show_public_ids_never_database_ids(admin_client: Client) -> None:
+    make_keys(3)
+    html = admin_client.get("/api-keys", {"limit": 1}).content.decode()
+    cursor = re.search(r'rel="next" href="\?before=([^&"]+)', html).group(1)
+    assert ApiKey.objects.filter(public_id=cursor).exists()
+
+
+@pytest.mark.parametrize(
+    "query", [{"before": "nosuchkey123"}, {"after": "x\x00y"}, {"before": "a", "after": "b"}]
+)
+def test_bad_cursor_is_400(admin_client: Client, query: dict[str, str]) -> None:
+    assert admin_client.get("/api-keys", query).status_code == 400
+
+
+# Generate
+
+
+def test_new_key_form_full_page_and_dialog_partial(admin_client: Client) -> None:
+    full = admin_client.get("/api-keys/new").content.decode()
+    partial = admin_client.get("/api-keys/new", **HTMX).content.decode()
+    for html in (full, partial):
+        assert "<h2>Generate API Key</h2>" in html
+        assert 'name="description"' in html and 'maxlength="255"' in html
+        assert "Generate Key</button>" in html
+        for option in ("No expiration", "7 days", "30 days", "90 days", "1 year", "Custom"):
+            assert f">{option}</option>" in html
+    assert "<html" in full and "<html" not in partial
+
+
+def test_generate_shows_the_key_once_and_the_gateway_accepts_it(admin_client: Client) -> None:
+    response = admin_client.post("/api-keys/new", new_form(admin_client, description="Billing"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    keys = set(KEY_RE.findall(html))
+    assert len(keys) == 1
+    key = keys.pop()
+    assert "API Key Generated" in html
+    assert "cannot be seen again" in html
+    assert f"export TENSORZERO_API_KEY={key}" in html
+    assert "http://localhost:3000" in html and "/openai/v1/chat/completions" in html
+    assert "Authorization: Bearer" in html
+    assert "no-store" in response["Cache-Control"]
+    assert gateway_accepts(key)
+    assert ApiKey.objects.get().description == "Billing"
+    # Once means once: the list does not hold it.
+    assert key not in admin_client.get("/api-keys").content.decode()
+
+
+def test_generate_uses_the_configured_gateway_url(admin_client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.GATEWAY_URL = "https://gw.example.test"
+    html = admin_client.post("/api-keys/new", new_form(admin_client)).content.decode()
+    assert "export TENSORZERO_GATEWAY_URL=https://gw.example.test" in html
+
+
+def test_generate_by_htmx_returns_the_partial_and_refreshes_the_list(admin_client: Client) -> None:
+    response = admin_client.post("/api-keys/new", new_form(admin_client), **HTMX)
+    assert response.status_code == 200
+    assert response["HX-Trigger"] == "keysChanged"
+    assert "<html" not in response.content.decode()
+    assert len(KEY_RE.findall(response.content.decode())) >= 1
+
+
+@pytest.mark.parametrize(("preset", "days"), [("7d", 7), ("30d", 30), ("90d", 90), ("1y", 365)])
+def test_expiration_presets(admin_client: Client, preset: str, days: int) -> None:
+    admin_client.post("/api-keys/new", new_form(admin_client, expiration=preset))
+    expires_at = ApiKey.objects.get().expires_at
+    assert expires_at is not None
+    assert abs(expires_at - (timezone.now() + timedelta(days=days))) < timedelta(minutes=1)
+
+
+def test_custom_expiration_is_read_in_the_viewers_time_zone(admin_client: Client) -> None:
+    admin_client.cookies["t0admin_tz"] = "America/New_York"
+    fields = new_form(admin_client, expiration="custom", expires_at="2031-06-01T12:00")
+    assert admin_client.post("/api-keys/new", fields).status_code == 200
+    expires_at = ApiKey.objects.get().expires_at
+    assert expires_at is not None
+    assert expires_at.astimezone(UTC).isoformat() == "2031-06-01T16:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"expiration": "custom", "expires_at": "2001-01-01T00:00"},
+            "Expiration must be in the future.",
+        ),
+        ({"expiration": "custom", "expires_at": "tomorrow"}, "Enter a date and time"),
+        ({"expiration": "custom", "expires_at": "2026-13-45T25:61"}, "Enter a date and time"),
+        ({"expiration": "custom", "expires_at": "99999-01-01T00:00"}, "Enter a date and time"),
+        ({"expiration": "custom", "expires_at": "9999-12-31T23:59"}, "within 100 years"),
+        ({"expiration": "custom", "expires_at": ""}, "Choose when the key should expire."),
+        ({"expiration": "forever"}, "Select a valid choice"),
+        ({"description": "x" * 256}, "at most 255 characters"),
+        ({"description": "nul\x00byte"}, "Null characters are not allowed."),
+        ({"form_token": ""}, "reload the page"),
+        ({"form_token": "not-a-uuid"}, "reload the page"),
+    ],
+)
+def test_bad_input_is_400_next_to_the_field_and_nothing_is_created(
+    admin_client: Client, fields: dict[str, str], message: str
+) -> None:
+    response = admin_client.post("/api-keys/new", new_form(admin_client, **fields))
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not KEY_RE.search(response.content.decode())
+    assert ApiKey.objects.count() == 0
+
+
+def test_past_expiration_is_shown_next_to_the_field(admin_client: Client) -> None:
+    fields = new_form(admin_client, expiration="custom", expires_at="2001-01-01T00:00")
+    html = admin_client.post("/api-keys/new", fields, **HTMX).content.decode()
+    field = html[html.index('for="id_expires_at"') :]
+    assert field.index("Expiration must be in the future.") < field.index("</div>")
+
+
+def test_double_submitted_form_creates_one_key(admin_client: Client) -> None:
+    fields = new_form(admin_client)
+    first = admin_client.post("/api-keys/new", fields)
+    second = admin_client.post("/api-keys/new", fields)
+    assert first.status_code == 200
+    assert second.status_code == 409
+    assert "already submitted" in second.content.decode()
+    assert not KEY_RE.search(second.content.decode())
+    assert ApiKey.objects.count() == 1
+
+
+def test_secret_never_reaches_session_messages_or_logs(
+    admin_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    response = admin_client.post("/api-keys/new", new_form(admin_client))
+    long_key = KEY_RE.search(response.content.decode()).group(0).split("-")[3]
+    session = admin_client.session
+    assert all(long_key not in str(value) for value in session.values())
+    assert long_key not in caplog.text
+    assert not list(response.wsgi_request._messages)  # type: ignore[attr-defined]
+    assert "Location" not in response
+
+
+def test_get_never_creates_a_key(admin_client: Client) -> None:
+    admin_client.get("/api-keys/new", {"description": "x", "expiration": "never"})
+    assert ApiKey.objects.count() == 0
+
+
+# Disable
+
+
+def test_disable_confirmation_names_the_key_and_the_ttl(admin_client: Client) -> None:
+    public_id = make_keys(1)[0]
+    for extra in ({}, HTMX):
+        html = admin_client.get(f"/api-keys/{public_id}/disable", **extra).content.decode()
+        assert f"Are you sure you want to disable the API key <code>{public_id}</code>?" in html
+        assert "auth cache TTL (1 second by default)" in html
+        assert "Disable Key</button>" in html
+    assert ApiKey.objects.get().disabled_at is None
+
+
+def test_disable_without_javascript_redirects_with_a_message(admin_client: Client) -> None:
+    public_id = make_keys(1)[0]
+    response = admin_client.post(f"/api-keys/{public_id}/disable", follow=True)
+    assert response.redirect_chain == [("/api-keys", 302)]
+    html = response.content.decode()
+    assert f"API key {public_id} is disabled." in html
+    assert ApiKey.objects.get().disabled_at is not None
+
+
+def test_disable_by_htmx_answers_in_place(admin_client: Client) -> None:
+    public_id = make_keys(1)[0]
+    response = admin_client.post(f"/api-keys/{public_id}/disable", **HTMX)
+    assert response.status_code == 200
+    assert response["HX-Trigger"] == "keysChanged"
+    assert f"API key {public_id} is disabled." in response.content.decode()
+
+
+def test_second_disable_says_so_and_keeps_the_first_time(admin_client: Client) -> None:
+    public_id = make_keys(1)[0]
+    admin_client.post(f"/api-keys/{public_id}/disable")
+    first = ApiKey.objects.get().disabled_at
+    response = admin_client.post(f"/api-keys/{public_id}/disable", follow=True)
+    assert (
+        f"API key {public_id} was already disabled; nothing changed." in response.content.decode()
+    )
+    assert ApiKey.objects.get().disabled_at == first
+
+
+@pytest.mark.parametrize("public_id", ["nosuchkey123", "tooshort", "bad%00idxxxxx", "x" * 300])
+def test_unknown_public_id_is_404_with_a_message(admin_client: Client, public_id: str) -> None:
+    for url in (f"/api-keys/{public_id}/disable", f"/api-keys/{public_id}/description"):
+        response = admin_client.post(url)
+        assert response.status_code == 404
+        assert "No API key has the public ID" in response.content.decode()
+
+
+# Edit description
+
+
+def test_edit_description_inline_by_htmx(admin_client: Client) -> None:
+    public_id = service.create_key(actor="t", description="old").api_key.public_id
+    edit = admin_client.get(f"/api-keys/{public_id}/description", **HTMX).content.decode()
+    assert edit.lstrip().startswith(f'<tr id="key-{public_id}"')
+    assert 'value="old"' in edit
+    saved = admin_client.post(f"/api-keys/{public_id}/description", {"description": "new"}, **HTMX)
+    html = saved.content.decode()
+    assert html.lstrip().startswith(f'<tr id="key-{public_id}"')
+    assert ">new<" in html
+    assert ApiKey.objects.get().description == "new"
+
+
+def test_edit_description_without_javascript(admin_client: Client) -> None:
+    public_id = service.create_key(actor="t", description="old").api_key.public_id
+    page = admin_client.get(f"/api-keys/{public_id}/description").content.decode()
+    assert "<html" in page and 'action="/api-keys/' in page
+    response = admin_client.post(
+        f"/api-keys/{public_id}/description", {"description": "new"}, follow=True
+    )
+    assert response.redirect_chain == [("/api-keys", 302)]
+    assert ApiKey.objects.get().description == "new"
+
+
+def test_empty_description_stores_null(admin_client: Client) -> None:
+    public_id = service.create_key(actor="t", description="old").api_key.public_id
+    admin_client.post(f"/api-keys/{public_id}/description", {"description": ""})
+    assert ApiKey.objects.get().description is None
+
+
+@pytest.mark.parametrize("description", ["x" * 256, "a\x00b"])
+def test_bad_description_edit_is_400_and_keeps_the_old_one(
+    admin_client: Client, description: str
+) -> None:
+    public_id = service.create_key(actor="t", description="old").api_key.public_id
+    response = admin_client.post(f"/api-keys/{public_id}/description", {"description": description})
+    assert response.status_code == 400
+    assert ApiKey.objects.get().description == "old"
+
+
+# Who may write
+
+
+WRITES = [
+    ("get", "/api-keys/new"),
+    ("post", "/api-keys/new"),
+    ("get", "/api-keys/{pid}/disable"),
+    ("post", "/api-keys/{pid}/disable"),
+    ("get", "/api-keys/{pid}/description"),
+    ("post", "/api-keys/{pid}/description"),
+]
+
+
+@pytest.mark.parametrize(("method", "url"), WRITES)
+def test_read_only_mode_refuses_every_write_with_403(
+    admin_client: Client,
+    settings,
+    method: str,
+    url: str,  # type: ignore[no-untyped-def]
+) -> None:
+    public_id = make_keys(1)[0]
+    settings.READ_ONLY = True
+    response = getattr(admin_client, method)(url.format(pid=public_id), {"description": "x"})
+    assert response.status_code == 403
+    key = ApiKey.objects.get()
+    assert key.disabled_at is None and key.description == "k0"
+
+
+def test_read_only_mode_lists_keys_without_write_controls(admin_client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    public_id = make_keys(1)[0]
+    settings.READ_ONLY = True
+    html = admin_client.get("/api-keys").content.decode()
+    assert public_id in html
+    assert "Generate API Key" not in html and "/disable" not in html and "/description" not in html
+    assert "Read-only" in html
+
+
+@pytest.mark.parametrize(("method", "url"), WRITES)
+def test_viewer_cannot_write(viewer_client: Client, method: str, url: str) -> None:
+    public_id = make_keys(1)[0]
+    response = getattr(viewer_client, method)(url.format(pid=public_id), {"description": "x"})
+    assert response.status_code == 403
+    assert ApiKey.objects.get().disabled_at is None
+
+
+def test_viewer_sees_keys_without_write_controls(viewer_client: Client) -> None:
+    public_id = make_keys(1)[0]
+    html = viewer_client.get("/api-keys").content.decode()
+    assert public_id in html
+    assert "Generate API Key" not in html and "/disable" not in html
+
+
+def test_post_without_csrf_token_is_refused(admin_user) -> None:  # type: ignore[no-untyped-def]
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    public_id = make_keys(1)[0]
+    fields = {"form_token": str(uuid.uuid4()), "expiration": "never"}
+    assert client.post("/api-keys/new", fields).status_code == 403
+    assert client.post(f"/api-keys/{public_id}/disable").status_code == 403
+    assert ApiKey.objects.count() == 1
+    assert ApiKey.objects.get().disabled_at is None
