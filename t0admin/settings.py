@@ -224,10 +224,6 @@ AUTHENTICATION_BACKENDS = [
     else "django.contrib.auth.backends.ModelBackend",
 ]
 
-LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "keys:list"
-LOGOUT_REDIRECT_URL = "login"
-
 
 def _positive_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
@@ -268,6 +264,11 @@ if BASE_PATH:
     STATIC_URL = BASE_PATH + "/static/"
     SESSION_COOKIE_PATH = BASE_PATH
     CSRF_COOKIE_PATH = BASE_PATH
+
+# A path, not the URL name, so it is known without resolving; it carries the base path.
+LOGIN_URL = BASE_PATH + "/sign-in"
+LOGIN_REDIRECT_URL = "keys:list"
+LOGOUT_REDIRECT_URL = "login"
 
 HTTPS = env_flag("T0ADMIN_HTTPS")
 # Only from trusted proxies: ForwardedHeadersMiddleware drops both headers otherwise.

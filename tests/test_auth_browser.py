@@ -7,7 +7,7 @@ import re
 import pytest
 from django.contrib.auth.models import User
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a long browser password 7"
 

@@ -124,6 +124,8 @@ def test_https_post_with_csrf_token_and_same_origin_passes(client: Client, https
 
 def manage_check(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full = manage_env("postgresql://nobody@127.0.0.1:1/none")
+    # Set by the Playwright fixture for the test process only; no deployment has it.
+    full.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     full.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", "check", *args],
