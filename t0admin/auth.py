@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -63,3 +64,16 @@ def sign_in(request: HttpRequest) -> HttpResponseBase:
 
 
 sign_out = auth_views.LogoutView.as_view()
+
+
+class SignInRequiredMiddleware(LoginRequiredMiddleware):
+    """Django's LoginRequiredMiddleware, but an htmx request whose session ended sends the
+    whole page to sign-in instead of swapping the sign-in page into a table cell."""
+
+    def handle_no_permission(self, request: HttpRequest, view_func: Any) -> HttpResponse:
+        response = super().handle_no_permission(request, view_func)
+        if request.headers.get("HX-Request") != "true":
+            return response
+        whole_page = HttpResponse(status=204)
+        whole_page["HX-Redirect"] = response["Location"]
+        return whole_page

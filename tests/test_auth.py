@@ -36,6 +36,12 @@ def test_keys_page_sends_strangers_to_sign_in(client: Client) -> None:
     assert response["Location"] == "/sign-in?next=/api-keys"
 
 
+def test_htmx_request_of_a_stranger_redirects_the_whole_page(client: Client) -> None:
+    response = client.get("/api-keys", headers={"HX-Request": "true"})
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == "/sign-in?next=/api-keys"
+
+
 def test_sign_in_page_is_open(client: Client) -> None:
     response = client.get("/sign-in")
     assert response.status_code == 200
