@@ -70,7 +70,10 @@ class SignInRequiredMiddleware(LoginRequiredMiddleware):
     """Django's LoginRequiredMiddleware, but an htmx request whose session ended sends the
     whole page to sign-in instead of swapping the sign-in page into a table cell."""
 
-    def handle_no_permission(self, request: HttpRequest, view_func: Any) -> HttpResponse:
+    # The stubs promise a redirect; htmx needs anything but one (XHR would follow it).
+    def handle_no_permission(  # type: ignore[override]
+        self, request: HttpRequest, view_func: Any
+    ) -> HttpResponse:
         response = super().handle_no_permission(request, view_func)
         if request.headers.get("HX-Request") != "true":
             return response
