@@ -154,3 +154,14 @@ def test_custom_header_name_is_the_only_one_that_counts(client: Client, settings
     assert response.status_code == 403
     response = get(client, **{"Tailscale-User-Login": "ann@github"})
     assert response.status_code == 200
+
+
+def test_no_password_admin_is_made_behind_a_proxy() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("ensure_first_admin", stdout=out)
+    assert not User.objects.exists()
+    assert out.getvalue() == ""
