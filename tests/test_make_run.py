@@ -55,13 +55,20 @@ def ctrl_c(proc: subprocess.Popen[str]) -> str:
     return output
 
 
-def leftovers(data: Path, port: int) -> list[str]:
-    found = []
-    for process in psutil.process_iter(["name", "cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if str(data) in cmdline or f"127.0.0.1:{port}" in cmdline:
-            found.append(f"{process.pid} {cmdline}")
-    return found
+def leftovers(data: Path, port: int, grace: float = 10) -> list[str]:
+    """Processes of this run still alive once `grace` seconds have passed."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = []
+        for process in psutil.process_iter(["name", "cmdline", "status"]):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if str(data) in cmdline or f"127.0.0.1:{port}" in cmdline:
+                found.append(f"{process.pid} {cmdline}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def socket_dir(data: Path) -> str:
