@@ -100,8 +100,7 @@ def main() -> int:
             f"t0admin: data in {data}"
             + (" (embedded PostgreSQL)" if server is not None else "")
             + "\nt0admin: sign in with your t0admin user; to reset a password: "
-            ".venv/bin/python manage.py changepassword USER"
-            + "\nt0admin: press Ctrl-C to stop",
+            ".venv/bin/python manage.py changepassword USER" + "\nt0admin: press Ctrl-C to stop",
             flush=True,
         )
         gunicorn = subprocess.Popen(_gunicorn_command(bind), env=env)  # noqa: S603
