@@ -30,6 +30,13 @@ def _prepare(env: dict[str, str]) -> None:
     connections.close_all()
 
 
+def align_gunicorn_trust(env: dict[str, str]) -> None:
+    """Gunicorn sets the https scheme from X-Forwarded-Proto on its own, for the addresses
+    in FORWARDED_ALLOW_IPS: make those the proxies t0admin trusts, and no others."""
+    trusted = env.get("T0ADMIN_TRUSTED_PROXIES", "").strip() or "127.0.0.0/8,::1"
+    env["FORWARDED_ALLOW_IPS"] = trusted
+
+
 def _gunicorn_command(bind: str) -> list[str]:
     return [
         sys.executable,
@@ -66,6 +73,7 @@ def main() -> int:
         if not env.get("DJANGO_SECRET_KEY"):
             env["DJANGO_SECRET_KEY"] = embedded.secret_key(data)
 
+    align_gunicorn_trust(env)
     gunicorn: subprocess.Popen[bytes] | None = None
 
     def stop(signum: int, frame: FrameType | None) -> None:

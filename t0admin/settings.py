@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,20 +96,30 @@ INSTALLED_APPS = [
     "django.forms",
     "django_htmx",
     "template_partials",
+    "axes",
+    "csp",
     "keys",
 ]
 
 MIDDLEWARE = [
+    # First: every later layer (https redirect, host check, CSRF) must see only the
+    # forwarded headers a trusted proxy vouches for.
+    "t0admin.proxy.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "t0admin.proxy.ProxyAuthMiddleware",
+    "t0admin.auth.SignInRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "t0admin.middleware.TimezoneMiddleware",
+    # Last, as django-axes requires: it turns its lockout into the response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "t0admin.urls"
@@ -127,6 +140,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "keys.context_processors.t0admin",
+                "t0admin.auth.context",
             ],
         },
     },
@@ -148,6 +162,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Relative on purpose: Django prefixes it with the script name (T0ADMIN_BASE_PATH).
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("T0ADMIN_STATIC_ROOT") or BASE_DIR / "staticfiles")
@@ -163,12 +178,138 @@ warnings.filterwarnings("ignore", message="No directory at: ")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Who may sign in, and how (README: "Sign-in and roles", "Behind a proxy") ---
+
+AUTH_MODE = os.environ.get("T0ADMIN_AUTH", "").strip().lower() or "password"
+if AUTH_MODE not in {"password", "proxy"}:
+    raise ImproperlyConfigured(f"T0ADMIN_AUTH must be password or proxy, not {AUTH_MODE!r}.")
+
+
+def _networks(name: str, default: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated addresses or CIDRs (10.0.0.0/8), not {item!r}."
+            ) from None
+    return networks
+
+
+def _header(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip() or default
+    # Underscores are refused on purpose: servers map X_User and X-User to the same WSGI
+    # key, which is how a client smuggles an identity past a proxy that clears only one.
+    if value and not re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", value):
+        raise ImproperlyConfigured(
+            f"{name} must be an HTTP header name of letters, digits and hyphens, not {value!r}."
+        )
+    return value
+
+
+TRUSTED_PROXIES = _networks("T0ADMIN_TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
+PROXY_USER_HEADER = _header("T0ADMIN_PROXY_USER_HEADER", "X-Forwarded-Email")
+PROXY_GROUPS_HEADER = _header("T0ADMIN_PROXY_GROUPS_HEADER", "X-Forwarded-Groups")
+PROXY_ADMINS = [item.lower() for item in env_list("T0ADMIN_PROXY_ADMINS")]
+PROXY_ADMIN_GROUPS = env_list("T0ADMIN_PROXY_ADMIN_GROUPS")
+
+AUTHENTICATION_BACKENDS = [
+    # django-axes first, so that a locked-out name never reaches the password check; it
+    # stays listed behind a proxy too (switched off there by AXES_ENABLED).
+    "axes.backends.AxesStandaloneBackend",
+    # Behind a proxy: users by header. Permissions come from ModelBackend either way.
+    "t0admin.proxy.ProxyUserBackend"
+    if AUTH_MODE == "proxy"
+    else "django.contrib.auth.backends.ModelBackend",
+]
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise ImproperlyConfigured(f"{name} must be a whole number above 0, not {raw!r}.")
+    return int(raw)
+
+
+# Idle expiry: the cookie's age restarts with every request.
+SESSION_COOKIE_AGE = _positive_int("T0ADMIN_SESSION_IDLE_MINUTES", 8 * 60) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+
+# Failed sign-ins, counted per user name and per client address separately.
+AXES_ENABLED = AUTH_MODE == "password"
+AXES_FAILURE_LIMIT = _positive_int("T0ADMIN_SIGNIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=_positive_int("T0ADMIN_SIGNIN_COOLOFF_SECONDS", 60))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "t0admin.proxy.client_ip"
+AXES_LOCKOUT_CALLABLE = "t0admin.auth.lockout_response"
+# Axes would otherwise log every sign-in to its own table; the server log has them.
+AXES_DISABLE_ACCESS_LOG = True
+
+# --- Sub-path, TLS and security headers ---
+
+BASE_PATH = os.environ.get("T0ADMIN_BASE_PATH", "").strip().rstrip("/")
+if BASE_PATH:
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", BASE_PATH):
+        raise ImproperlyConfigured(
+            f"T0ADMIN_BASE_PATH must look like /t0admin (letters, digits, ._~-), not {BASE_PATH!r}."
+        )
+    # The proxy strips the prefix; Django puts it back into every URL it makes.
+    FORCE_SCRIPT_NAME = BASE_PATH
+    # Spelled out: whitenoise and the static storage read it before any request has set
+    # the script prefix that a relative STATIC_URL would get.
+    STATIC_URL = BASE_PATH + "/static/"
+    SESSION_COOKIE_PATH = BASE_PATH
+    CSRF_COOKIE_PATH = BASE_PATH
+
+# A path, not the URL name, so it is known without resolving; it carries the base path.
+LOGIN_URL = BASE_PATH + "/sign-in"
+LOGIN_REDIRECT_URL = "keys:list"
+LOGOUT_REDIRECT_URL = "login"
+
+HTTPS = env_flag("T0ADMIN_HTTPS")
+# Only from trusted proxies: ForwardedHeadersMiddleware drops both headers otherwise.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = True
+CSRF_TRUSTED_ORIGINS = env_list("T0ADMIN_CSRF_TRUSTED_ORIGINS")
+SECURE_SSL_REDIRECT = HTTPS
+# Load balancers and container health checks speak plain http to the process.
+# (Matched against the path with T0ADMIN_BASE_PATH, hence no ^.)
+SECURE_REDIRECT_EXEMPT = [r"(^|/)healthz$", r"(^|/)readyz$"]
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = 365 * 24 * 3600 if HTTPS else 0
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS for every subdomain, or on the browsers' preload list, binds the whole domain
+    # and not only this app: a decision for the domain's owner, made at their proxy.
+    "security.W005",
+    "security.W021",
+]
+
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        # No inline script and no eval: htmx is told so in base.html's htmx-config.
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from t0admin.serve import align_gunicorn_trust
 from tests.conftest import ROOT, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -68,6 +69,7 @@ def gunicorn(
         "T0ADMIN_ALLOWED_HOSTS": "localhost,127.0.0.1",
         **(env or {}),
     }
+    align_gunicorn_trust(full_env)
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [

@@ -136,10 +136,10 @@ def test_page_through_with_limit_two(admin_page, live_server_url: str) -> None: 
     admin_page.wait_for_url(re.compile(r"before="))
     assert shown() == ids[2:4]
     admin_page.get_by_role("link", name="Next").click()
-    admin_page.wait_for_function(f"!!document.getElementById('key-{ids[4]}')")
+    admin_page.locator(f"#key-{ids[4]}").wait_for()
     assert shown() == ids[4:5]
     admin_page.get_by_role("link", name="Previous").click()
-    admin_page.wait_for_function(f"!!document.getElementById('key-{ids[2]}')")
+    admin_page.locator(f"#key-{ids[2]}").wait_for()
     assert shown() == ids[2:4]
 
 

@@ -1,0 +1,82 @@
+"""Sign-in pages, the throttled sign-in's answer, and what every page knows of the user."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+
+from keys import roles
+
+
+def context(request: HttpRequest) -> dict[str, object]:
+    user = getattr(request, "user", None)
+    return {
+        "auth_mode": settings.AUTH_MODE,
+        "user_role": roles.role_of(user) if user is not None and user.is_authenticated else None,
+    }
+
+
+def _in_words(delay: timedelta) -> str:
+    seconds = max(1, round(delay.total_seconds()))
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute" + ("s" if minutes != 1 else "")
+    return f"{seconds} second" + ("s" if seconds != 1 else "")
+
+
+def lockout_response(
+    request: HttpRequest, original_response: Any = None, credentials: Any = None
+) -> HttpResponse:
+    """django-axes' answer once a name or an address failed too often: the sign-in page
+    again, saying when to try again, with Retry-After for scripts."""
+    delay: timedelta = settings.AXES_COOLOFF_TIME
+    form = AuthenticationForm(request, data=None)
+    message = (
+        f"Too many failed sign-ins for this user name or from this address. "
+        f"Try again in {_in_words(delay)}."
+    )
+    response = render(
+        request,
+        "registration/login.html",
+        {"form": form, "lockout": message},
+        status=429,
+    )
+    response["Retry-After"] = str(round(delay.total_seconds()))
+    return response
+
+
+@login_not_required
+@never_cache
+def sign_in(request: HttpRequest) -> HttpResponseBase:
+    # Behind a proxy nobody signs in here: the proxy already said who this is.
+    if settings.AUTH_MODE == "proxy":
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    return auth_views.LoginView.as_view(redirect_authenticated_user=True)(request)
+
+
+sign_out = auth_views.LogoutView.as_view()
+
+
+class SignInRequiredMiddleware(LoginRequiredMiddleware):
+    """Django's LoginRequiredMiddleware, but an htmx request whose session ended sends the
+    whole page to sign-in instead of swapping the sign-in page into a table cell."""
+
+    # The stubs promise a redirect; htmx needs anything but one (XHR would follow it).
+    def handle_no_permission(  # type: ignore[override]
+        self, request: HttpRequest, view_func: Any
+    ) -> HttpResponse:
+        response = super().handle_no_permission(request, view_func)
+        if request.headers.get("HX-Request") != "true":
+            return response
+        whole_page = HttpResponse(status=204)
+        whole_page["HX-Redirect"] = response["Location"]
+        return whole_page

@@ -1,0 +1,177 @@
+"""Built-in sign-in: Argon2, pages closed to strangers, throttling, sign-out, idle expiry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import User
+from django.contrib.sessions.models import Session
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from keys import roles
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct horse battery staple 42"
+
+
+@pytest.fixture
+def alice() -> User:
+    user = User.objects.create_user("alice", password=PASSWORD)
+    roles.set_role(user, roles.ADMINS)
+    return user
+
+
+def sign_in(client: Client, username: str, password: str, **extra: str):  # type: ignore[no-untyped-def]
+    return client.post("/sign-in", {"username": username, "password": password}, **extra)
+
+
+def test_keys_page_sends_strangers_to_sign_in(client: Client) -> None:
+    response = client.get("/api-keys")
+    assert response.status_code == 302
+    assert response["Location"] == "/sign-in?next=/api-keys"
+
+
+def test_htmx_request_of_a_stranger_redirects_the_whole_page(client: Client) -> None:
+    response = client.get("/api-keys", headers={"HX-Request": "true"})
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == "/sign-in?next=/api-keys"
+
+
+def test_sign_in_page_is_open(client: Client) -> None:
+    response = client.get("/sign-in")
+    assert response.status_code == 200
+    assert b'name="password"' in response.content
+
+
+def test_health_is_open_to_strangers(client: Client) -> None:
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_passwords_are_stored_with_argon2(alice: User) -> None:
+    assert alice.password.startswith("argon2$argon2id$")
+
+
+def test_right_password_signs_in_and_opens_keys(client: Client, alice: User) -> None:
+    response = sign_in(client, "alice", PASSWORD)
+    assert response.status_code == 302
+    assert response["Location"] == "/api-keys"
+    assert client.get("/api-keys").status_code == 200
+
+
+def test_wrong_password_is_refused_in_words(client: Client, alice: User) -> None:
+    response = sign_in(client, "alice", "wrong")
+    assert response.status_code == 200
+    assert b"Please enter a correct username and password" in response.content
+    assert client.get("/api-keys").status_code == 302
+
+
+def test_sixth_attempt_after_five_wrong_passwords_is_refused_even_when_right(
+    client: Client, alice: User
+) -> None:
+    for _ in range(5):
+        sign_in(client, "alice", "wrong")
+    response = sign_in(client, "alice", PASSWORD)
+    assert response.status_code == 429
+    assert "Try again in 1 minute." in response.content.decode()
+    assert response["Retry-After"] == "60"
+    assert client.get("/api-keys").status_code == 302
+
+
+def test_failures_from_one_address_lock_out_other_user_names(client: Client, alice: User) -> None:
+    for number in range(5):
+        sign_in(client, f"nobody{number}", "wrong")
+    assert sign_in(client, "alice", PASSWORD).status_code == 429
+
+
+def test_failures_for_one_user_name_lock_it_out_from_other_addresses(
+    client: Client, alice: User
+) -> None:
+    for number in range(5):
+        sign_in(client, "alice", "wrong", REMOTE_ADDR=f"198.51.100.{number}")
+    assert sign_in(client, "alice", PASSWORD, REMOTE_ADDR="203.0.113.7").status_code == 429
+
+
+def test_failures_through_a_trusted_proxy_count_per_forwarded_client(
+    client: Client, alice: User
+) -> None:
+    for number in range(5):
+        sign_in(client, f"nobody{number}", "wrong", HTTP_X_FORWARDED_FOR="198.51.100.1")
+    response = sign_in(client, "alice", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.2")
+    assert response.status_code == 302
+
+
+def test_lockout_ends_after_the_cool_off(client: Client, alice: User) -> None:
+    from axes.models import AccessAttempt
+
+    for _ in range(5):
+        sign_in(client, "alice", "wrong")
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(seconds=61))
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+
+
+def test_sign_out_ends_the_session(client: Client, alice: User) -> None:
+    sign_in(client, "alice", PASSWORD)
+    response = client.post("/sign-out")
+    assert response.status_code == 302
+    assert response["Location"] == "/sign-in"
+    assert client.get("/api-keys").status_code == 302
+
+
+def test_sign_out_by_get_is_refused(client: Client, alice: User) -> None:
+    client.force_login(alice)
+    assert client.get("/sign-out").status_code == 405
+    assert client.get("/api-keys").status_code == 200
+
+
+def test_idle_session_expires(client: Client, alice: User) -> None:
+    client.force_login(alice)
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+    assert client.get("/api-keys").status_code == 302
+
+
+def test_each_request_restarts_the_idle_clock(client: Client, alice: User) -> None:
+    client.force_login(alice)
+    Session.objects.update(expire_date=timezone.now() + timedelta(minutes=1))
+    client.get("/api-keys")
+    remaining = Session.objects.get().expire_date - timezone.now()
+    assert remaining > timedelta(hours=7, minutes=59)
+
+
+def test_nav_names_user_role_and_offers_sign_out_by_post(client: Client, alice: User) -> None:
+    client.force_login(alice)
+    page = client.get("/api-keys").content.decode()
+    assert '<span class="who">alice</span>' in page
+    assert "Key admin" in page
+    assert '<form method="post" action="/sign-out"' in page
+
+
+def test_first_admin_is_a_superuser_with_an_argon2_password() -> None:
+    out = StringIO()
+    call_command("ensure_first_admin", stdout=out)
+    admin = User.objects.get(username="admin")
+    assert admin.is_superuser
+    assert admin.password.startswith("argon2$")
+    assert "Sign in as 'admin'" in out.getvalue()
+
+
+def test_first_admin_is_not_made_when_a_user_exists(alice: User) -> None:
+    out = StringIO()
+    call_command("ensure_first_admin", stdout=out)
+    assert not User.objects.filter(username="admin").exists()
+    assert out.getvalue() == ""
+
+
+def test_createsuperuser_noinput_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", "root")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    monkeypatch.setenv("DJANGO_SUPERUSER_EMAIL", "root@example.com")
+    call_command("createsuperuser", interactive=False, stdout=StringIO())
+    root = User.objects.get(username="root")
+    assert root.is_superuser
+    assert root.check_password(PASSWORD)
