@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 VIEW_PERMISSION = "keys.view_apikey"
+AUDIT_PERMISSION = "keys.view_auditevent"
 WRITE_PERMISSION = "keys.change_apikey"
 
 View = Callable[..., HttpResponse]
@@ -20,6 +21,10 @@ View = Callable[..., HttpResponse]
 
 def can_view(request: HttpRequest) -> bool:
     return request.user.is_authenticated and request.user.has_perm(VIEW_PERMISSION)
+
+
+def can_view_audit(request: HttpRequest) -> bool:
+    return request.user.is_authenticated and request.user.has_perm(AUDIT_PERMISSION)
 
 
 def can_write(request: HttpRequest) -> bool:
@@ -56,3 +61,6 @@ def _write_refusal() -> str:
 
 require_viewer = _guard(can_view, lambda: "Your account has no role that may see API keys.")
 require_writer = _guard(can_write, _write_refusal)
+require_audit_viewer = _guard(
+    can_view_audit, lambda: "Your account has no role that may see the audit trail."
+)

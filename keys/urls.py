@@ -8,6 +8,7 @@ app_name = "keys"
 urlpatterns = [
     path("api-keys", views.key_list, name="list"),
     path("api-keys/new", views.new_key, name="new"),
+    path("api-keys/audit", views.audit_trail, name="audit"),
     path("api-keys/<str:public_id>/disable", views.disable_key, name="disable"),
     path("api-keys/<str:public_id>/description", views.edit_description, name="description"),
 ]

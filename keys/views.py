@@ -14,10 +14,12 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.middleware import HtmxDetails
 
-from keys import listing, service
+from keys import listing, service, tokens
 from keys.forms import CreateKeyForm, DescriptionForm
-from keys.models import ApiKey
-from keys.permissions import can_write, require_viewer, require_writer
+from keys.models import ApiKey, AuditEvent
+from keys.permissions import can_write, require_audit_viewer, require_viewer, require_writer
+
+AUDIT_PAGE = 100
 
 KEYS_CHANGED = "keysChanged"  # htmx event: the list refreshes itself on it
 
@@ -146,3 +148,27 @@ def edit_description(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
         return _render(request, "keys/list.html", "row", {"key": api_key})
     messages.success(request, f"Description of API key {public_id} saved.")
     return redirect("keys:list")
+
+
+@require_GET
+@require_audit_viewer
+def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
+    """Who did what to which key, newest first; `?key=` narrows it to one key."""
+    events = AuditEvent.objects.order_by("-id")
+    key = request.GET.get("key", "").strip()
+    if key:
+        if not tokens.is_public_id(key):
+            return _problem(request, "key must be a 12-character public ID.", 400)
+        events = events.filter(public_id=key)
+    before = request.GET.get("before", "")
+    if before:
+        if not (before.isascii() and before.isdigit()):
+            return _problem(request, "before must be an event number from this page.", 400)
+        events = events.filter(id__lt=int(before))
+    rows = list(events[: AUDIT_PAGE + 1])
+    context = {
+        "events": rows[:AUDIT_PAGE],
+        "next_before": rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None,
+        "key": key,
+    }
+    return _render(request, "keys/audit.html", "events", context)

@@ -445,3 +445,45 @@ def test_post_without_csrf_token_is_refused(admin_user) -> None:  # type: ignore
     assert client.post(f"/api-keys/{public_id}/disable").status_code == 403
     assert ApiKey.objects.count() == 1
     assert ApiKey.objects.get().disabled_at is None
+
+
+# Audit trail
+
+
+def test_audit_trail_lists_who_did_what_newest_first(admin_client: Client) -> None:
+    created = service.create_key(actor="alice", description="billing")
+    service.disable_key(actor="bob", public_id=created.api_key.public_id)
+    html = admin_client.get("/api-keys/audit").content.decode()
+    assert "<h1>Audit trail</h1>" in html
+    assert html.index("bob") < html.index("alice")
+    assert "Disabled" in html and "Created" in html and "billing" in html
+    assert created.secret.split("-")[3] not in html
+
+
+def test_audit_trail_filters_by_key_and_pages(admin_client: Client) -> None:
+    one = service.create_key(actor="t").api_key.public_id
+    other = service.create_key(actor="t").api_key.public_id
+    html = admin_client.get("/api-keys/audit", {"key": one}).content.decode()
+    assert f"<code>{one}</code>" in html and f"<code>{other}</code>" not in html
+    partial = admin_client.get("/api-keys/audit", {"key": one}, **HTMX).content.decode()
+    assert partial.lstrip().startswith('<div id="audit-events">')
+
+
+@pytest.mark.parametrize("query", [{"key": "x\x00"}, {"key": "toolongpublicid"}, {"before": "-1"}])
+def test_audit_trail_bad_filter_is_400(admin_client: Client, query: dict[str, str]) -> None:
+    assert admin_client.get("/api-keys/audit", query).status_code == 400
+
+
+def test_viewer_sees_the_audit_trail(viewer_client: Client, viewer) -> None:  # type: ignore[no-untyped-def]
+    from keys import roles
+
+    roles.set_role(viewer, roles.VIEWERS)
+    service.create_key(actor="alice")
+    response = viewer_client.get("/api-keys/audit")
+    assert response.status_code == 200
+    assert "alice" in response.content.decode()
+
+
+def test_user_without_audit_permission_gets_403(viewer_client: Client) -> None:
+    # The fixture's viewer holds only keys.view_apikey, not the role.
+    assert viewer_client.get("/api-keys/audit").status_code == 403
