@@ -42,13 +42,10 @@ def test_readyz_is_503_with_reason_when_table_lacks_expires_at(client: Client) -
     assert "--run-postgres-migrations" in response.json()["reason"]
 
 
-def test_readyz_is_503_when_database_unreachable() -> None:
-    script = (
-        "import django, json; django.setup(); from django.test import Client; "
-        "r = Client(HTTP_HOST='localhost').get('/readyz'); print(r.status_code, json.dumps(r.json()))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
+def without_database(script: str) -> subprocess.CompletedProcess[str]:
+    """Run `script` with Django set up against a PostgreSQL that does not answer."""
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); " + script],
         cwd=ROOT,
         env=manage_env(
             "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2",
@@ -57,6 +54,13 @@ def test_readyz_is_503_when_database_unreachable() -> None:
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def test_readyz_is_503_when_database_unreachable() -> None:
+    result = without_database(
+        "import json; from django.test import Client; "
+        "r = Client(HTTP_HOST='localhost').get('/readyz'); print(r.status_code, json.dumps(r.json()))"
     )
     status, _, body = result.stdout.strip().partition(" ")
     assert status == "503", result.stderr
@@ -64,23 +68,12 @@ def test_readyz_is_503_when_database_unreachable() -> None:
 
 
 def test_pages_answer_503_with_a_clear_page_when_database_unreachable() -> None:
-    script = (
-        "import django; django.setup(); from django.test import Client; "
+    result = without_database(
+        "from django.test import Client; "
         "c = Client(HTTP_HOST='localhost', raise_request_exception=False); "
         # A session cookie makes the session middleware go to the database first.
         "c.cookies['sessionid'] = 'x' * 32; r = c.get('/api-keys'); "
         "print(r.status_code); print(r.content.decode())"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=manage_env(
-            "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2",
-            DJANGO_SETTINGS_MODULE="t0admin.settings",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     status, _, body = result.stdout.partition("\n")
     assert status == "503", result.stderr
