@@ -37,7 +37,8 @@ def _render(
 ) -> HttpResponse:
     """The full page, or for an htmx request only the named partial of it."""
     name = f"{template}#{partial}" if partial and request.htmx else template
-    return render(request, name, {"can_write": can_write(request), **context}, status=status)
+    base = {"can_write": can_write(request), "api_keys_url": reverse("keys:list")}
+    return render(request, name, {**base, **context}, status=status)
 
 
 def _problem(request: HtmxHttpRequest, message: str, status: int) -> HttpResponse:
