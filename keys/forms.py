@@ -47,7 +47,19 @@ class DescriptionField(forms.CharField):
         )
 
 
-class CreateKeyForm(forms.Form):
+class FormTokenMixin(forms.Form):
+    # One per rendered form: a second POST of the same form creates nothing.
+    form_token = forms.UUIDField(
+        widget=forms.HiddenInput,
+        initial=uuid.uuid4,
+        error_messages={
+            "required": "This form is incomplete; reload the page and try again.",
+            "invalid": "This form is incomplete; reload the page and try again.",
+        },
+    )
+
+
+class CreateKeyForm(FormTokenMixin):
     description = DescriptionField(
         help_text="What the key is for, e.g. the service or team using it."
     )
@@ -59,15 +71,6 @@ class CreateKeyForm(forms.Form):
         help_text="Your local time. Only for Custom.",
         error_messages={"invalid": "Enter a date and time, e.g. 2027-01-31 17:00."},
     )
-    # One per rendered form: a second POST of the same form creates nothing.
-    form_token = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["form_token"].error_messages = {
-            "required": "This form is incomplete; reload the page and try again.",
-            "invalid": "This form is incomplete; reload the page and try again.",
-        }
 
     def clean(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -90,6 +93,31 @@ class CreateKeyForm(forms.Form):
             data["expires_at"] = now + delta if delta else None
             self.errors.pop("expires_at", None)  # ignored unless Custom
         return data
+
+
+GRACE_PERIODS: dict[str, timedelta | None] = {
+    "now": None,
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
+
+
+class RotateForm(FormTokenMixin):
+    grace = forms.ChoiceField(
+        label="The old key stops working",
+        choices=[
+            ("now", "Now (disable it)"),
+            ("1h", "In 1 hour"),
+            ("24h", "In 24 hours"),
+            ("7d", "In 7 days"),
+        ],
+        initial="now",
+        help_text="A grace period lets clients move to the new key; the old one then expires.",
+    )
+
+    def grace_period(self) -> timedelta | None:
+        return GRACE_PERIODS[self.cleaned_data["grace"]]
 
 
 class DescriptionForm(forms.Form):

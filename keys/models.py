@@ -45,6 +45,7 @@ class AuditEvent(models.Model):
         CREATE = "create", "Created"
         DISABLE = "disable", "Disabled"
         DESCRIBE = "describe", "Edited description"
+        ROTATE = "rotate", "Rotated"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=255)  # user name, or "cli:<os user>" for commands

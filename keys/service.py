@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
@@ -165,3 +165,54 @@ def set_description(*, actor: str, public_id: str, description: str | None) -> A
             detail={"before": before, "after": description},
         )
     return api_key
+
+
+@dataclass(frozen=True)
+class Rotation:
+    created: CreatedKey
+    old: ApiKey
+
+
+def rotate_key(
+    *,
+    actor: str,
+    public_id: str,
+    grace: timedelta | None = None,
+    form_token: uuid.UUID | None = None,
+) -> Rotation:
+    """Replace a key: a new one with the same description and expiry, and the old one
+    disabled now or, with `grace`, expiring after it (never later than it already would).
+
+    One transaction: either the new key exists and the old one is on its way out, or
+    nothing changed.
+    """
+    with transaction.atomic():
+        # Locked: two rotations of one key at once would make two replacements.
+        old = ApiKey.objects.select_for_update().get(pk=get_key(public_id).pk)
+        now = timezone.now()
+        keep_expiry = old.expires_at if old.expires_at and old.expires_at > now else None
+        created = create_key(
+            actor=actor,
+            description=old.description,
+            expires_at=keep_expiry,
+            form_token=form_token,
+        )
+        if grace is None:
+            ApiKey.objects.filter(pk=old.pk, disabled_at__isnull=True).update(
+                disabled_at=Now(), updated_at=Now()
+            )
+        elif old.disabled_at is None:
+            ends = now + grace
+            if old.expires_at is None or old.expires_at > ends:
+                ApiKey.objects.filter(pk=old.pk).update(expires_at=ends, updated_at=Now())
+        old.refresh_from_db()
+        AuditEvent.objects.create(
+            actor=actor,
+            action=AuditEvent.Action.ROTATE,
+            public_id=public_id,
+            detail={
+                "replaced_by": created.api_key.public_id,
+                "grace_seconds": int(grace.total_seconds()) if grace else 0,
+            },
+        )
+    return Rotation(created=created, old=old)

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.middleware import HtmxDetails
 
 from keys import listing, service, tokens
-from keys.forms import CreateKeyForm, DescriptionForm
+from keys.forms import CreateKeyForm, DescriptionForm, RotateForm
 from keys.models import ApiKey, AuditEvent
 from keys.permissions import can_write, require_audit_viewer, require_viewer, require_writer
 
@@ -83,14 +83,17 @@ def new_key(request: HtmxHttpRequest) -> HttpResponse:
     except service.ServiceError as error:
         form.add_error(None, str(error))
         return _render(request, "keys/new.html", "form", {"form": form}, status=400)
-    # The one response that ever holds the secret: the POST's own, never cached, never a
-    # redirect (the secret would have to travel through the session or the URL).
-    response = _render(
-        request,
-        "keys/created.html",
-        "created",
-        {"created": created, "gateway_url": settings.GATEWAY_URL},
-    )
+    return _show_secret(request, created)
+
+
+@sensitive_variables("created")
+def _show_secret(
+    request: HtmxHttpRequest, created: service.CreatedKey, old: ApiKey | None = None
+) -> HttpResponse:
+    """The one response that ever holds a secret: the POST's own, never cached, never a
+    redirect (the secret would have to travel through the session or the URL)."""
+    context = {"created": created, "old": old, "gateway_url": settings.GATEWAY_URL}
+    response = _render(request, "keys/created.html", "created", context)
     add_never_cache_headers(response)
     response["HX-Trigger"] = KEYS_CHANGED
     return response
@@ -125,6 +128,33 @@ def disable_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
         return response
     (messages.success if changed else messages.info)(request, message)
     return redirect("keys:list")
+
+
+@sensitive_variables("rotation")
+@require_http_methods(["GET", "POST"])
+@require_writer
+def rotate_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    api_key = _key_or_404(request, public_id)
+    if isinstance(api_key, HttpResponse):
+        return api_key
+    if request.method == "GET":
+        return _render(
+            request, "keys/rotate.html", "confirm", {"key": api_key, "form": RotateForm()}
+        )
+    form = RotateForm(request.POST)
+    if not form.is_valid():
+        context = {"key": api_key, "form": form}
+        return _render(request, "keys/rotate.html", "confirm", context, status=400)
+    try:
+        rotation = service.rotate_key(
+            actor=request.user.get_username(),
+            public_id=public_id,
+            grace=form.grace_period(),
+            form_token=form.cleaned_data["form_token"],
+        )
+    except service.AlreadySubmitted as error:
+        return _problem(request, str(error), 409)
+    return _show_secret(request, rotation.created, old=rotation.old)
 
 
 @require_http_methods(["GET", "POST"])

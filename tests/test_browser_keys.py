@@ -168,3 +168,20 @@ def test_every_action_works_without_javascript(browser, live_server_url: str, ad
         assert not gateway_accepts(key)
     finally:
         context.close()
+
+
+def test_rotate_in_the_dialog(admin_page) -> None:  # type: ignore[no-untyped-def]
+    old = service.create_key(actor="t", description="rotate me")
+    public_id = old.api_key.public_id
+    admin_page.reload()
+    admin_page.locator(f"#key-{public_id}").get_by_role("link", name=f"Rotate {public_id}").click()
+    dialog = admin_page.locator("dialog#modal")
+    dialog.get_by_label("The old key stops working").select_option("now")
+    dialog.get_by_role("button", name="Rotate Key").click()
+    dialog.get_by_role("heading", name="API Key Generated").wait_for()
+    new = dialog.locator("pre#new-key").inner_text().strip()
+    expect(dialog).to_contain_text(f"Replaces {public_id}, which is disabled now.")
+    dialog.get_by_role("link", name="Close").click()
+    expect(admin_page.locator(f"#key-{public_id}")).to_contain_text("Disabled")
+    expect(admin_page.locator(f"#key-{new.split('-')[2]}")).to_contain_text("rotate me")
+    assert gateway_accepts(new) and not gateway_accepts(old.secret)

@@ -191,3 +191,53 @@ def test_same_form_token_from_two_requests_at_once_creates_one_key() -> None:
         thread.join(30)
     assert sorted(outcomes) == ["created", "refused"]
     assert ApiKey.objects.count() == 1
+
+
+def test_rotate_now_replaces_and_disables_the_old_key() -> None:
+    old = service.create_key(actor="alice", description="billing")
+    rotation = service.rotate_key(actor="bob", public_id=old.api_key.public_id)
+    assert gateway_accepts(rotation.created.secret)
+    assert not gateway_accepts(old.secret)
+    assert rotation.created.api_key.description == "billing"
+    assert rotation.old.disabled_at is not None
+    event = AuditEvent.objects.get(action="rotate")
+    assert (event.actor, event.public_id) == ("bob", old.api_key.public_id)
+    assert event.detail["replaced_by"] == rotation.created.api_key.public_id
+
+
+def test_rotate_with_grace_lets_the_old_key_expire_later() -> None:
+    old = service.create_key(actor="alice")
+    rotation = service.rotate_key(
+        actor="alice", public_id=old.api_key.public_id, grace=timedelta(hours=1)
+    )
+    assert gateway_accepts(old.secret) and gateway_accepts(rotation.created.secret)
+    expires_at = rotation.old.expires_at
+    assert expires_at is not None
+    assert abs(expires_at - (timezone.now() + timedelta(hours=1))) < timedelta(minutes=1)
+    assert rotation.old.disabled_at is None
+
+
+def test_rotate_grace_never_extends_an_earlier_expiry() -> None:
+    soon = timezone.now() + timedelta(minutes=10)
+    old = service.create_key(actor="alice", expires_at=soon)
+    rotation = service.rotate_key(
+        actor="alice", public_id=old.api_key.public_id, grace=timedelta(days=7)
+    )
+    assert rotation.old.expires_at == soon
+    assert rotation.created.api_key.expires_at == soon  # the replacement keeps the policy
+
+
+def test_rotate_same_form_twice_makes_one_replacement() -> None:
+    old = service.create_key(actor="alice")
+    token = uuid.uuid4()
+    service.rotate_key(actor="alice", public_id=old.api_key.public_id, form_token=token)
+    with pytest.raises(service.AlreadySubmitted):
+        service.rotate_key(actor="alice", public_id=old.api_key.public_id, form_token=token)
+    assert ApiKey.objects.count() == 2
+    assert AuditEvent.objects.filter(action="rotate").count() == 1
+
+
+def test_rotate_unknown_key_changes_nothing() -> None:
+    with pytest.raises(service.KeyNotFound):
+        service.rotate_key(actor="alice", public_id="nosuchkey123")
+    assert ApiKey.objects.count() == 0

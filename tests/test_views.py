@@ -388,6 +388,8 @@ def test_bad_description_edit_is_400_and_keeps_the_old_one(
 
 
 WRITES = [
+    ("get", "/api-keys/{pid}/rotate"),
+    ("post", "/api-keys/{pid}/rotate"),
     ("get", "/api-keys/new"),
     ("post", "/api-keys/new"),
     ("get", "/api-keys/{pid}/disable"),
@@ -487,3 +489,67 @@ def test_viewer_sees_the_audit_trail(viewer_client: Client, viewer) -> None:  # 
 def test_user_without_audit_permission_gets_403(viewer_client: Client) -> None:
     # The fixture's viewer holds only keys.view_apikey, not the role.
     assert viewer_client.get("/api-keys/audit").status_code == 403
+
+
+# Rotate
+
+
+def rotate_form(client: Client, public_id: str, **fields: str) -> dict[str, str]:
+    page = client.get(f"/api-keys/{public_id}/rotate").content.decode()
+    token = re.search(r'name="form_token" value="([0-9a-f-]{36})"', page)
+    assert token, page
+    return {"form_token": token.group(1), "grace": "now", **fields}
+
+
+def test_rotate_confirmation_full_page_and_partial(admin_client: Client) -> None:
+    public_id = service.create_key(actor="t", description="billing").api_key.public_id
+    for extra in ({}, HTMX):
+        html = admin_client.get(f"/api-keys/{public_id}/rotate", **extra).content.decode()
+        assert "<h2>Rotate API Key</h2>" in html and public_id in html
+        assert "Rotate Key</button>" in html
+    assert ApiKey.objects.count() == 1
+
+
+def test_rotate_shows_the_new_key_once_and_disables_the_old(admin_client: Client) -> None:
+    old = service.create_key(actor="t", description="billing")
+    public_id = old.api_key.public_id
+    response = admin_client.post(
+        f"/api-keys/{public_id}/rotate", rotate_form(admin_client, public_id)
+    )
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    html = response.content.decode()
+    (key,) = set(KEY_RE.findall(html))
+    assert gateway_accepts(key) and not gateway_accepts(old.secret)
+    assert f"Replaces <code>{public_id}</code>, which is disabled now." in html
+
+
+def test_rotate_with_grace_says_when_the_old_key_stops(admin_client: Client) -> None:
+    old = service.create_key(actor="t")
+    public_id = old.api_key.public_id
+    fields = rotate_form(admin_client, public_id, grace="24h")
+    html = admin_client.post(f"/api-keys/{public_id}/rotate", fields).content.decode()
+    assert "which stops working at" in html
+    assert gateway_accepts(old.secret)
+
+
+@pytest.mark.parametrize("fields", [{"grace": "forever"}, {"form_token": ""}])
+def test_rotate_bad_input_is_400_and_changes_nothing(
+    admin_client: Client, fields: dict[str, str]
+) -> None:
+    public_id = service.create_key(actor="t").api_key.public_id
+    response = admin_client.post(
+        f"/api-keys/{public_id}/rotate", rotate_form(admin_client, public_id, **fields)
+    )
+    assert response.status_code == 400
+    assert ApiKey.objects.count() == 1
+    assert ApiKey.objects.get().disabled_at is None
+
+
+def test_rotate_double_submit_is_409(admin_client: Client) -> None:
+    public_id = service.create_key(actor="t").api_key.public_id
+    fields = rotate_form(admin_client, public_id)
+    assert admin_client.post(f"/api-keys/{public_id}/rotate", fields).status_code == 200
+    second = admin_client.post(f"/api-keys/{public_id}/rotate", fields)
+    assert second.status_code == 409
+    assert ApiKey.objects.count() == 2
