@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import Q, QuerySet
+
 from keys import tokens
 from keys.models import ApiKey
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
+MAX_QUERY = 255
 
 
 class BadPageRequest(ValueError):
@@ -48,18 +51,43 @@ def _cursor_id(public_id: str, name: str) -> int:
     return int(found[0])
 
 
-def page(limit: int, before: str | None = None, after: str | None = None) -> Page:
+def parse_query(raw: str | None) -> str:
+    query = (raw or "").strip()
+    if len(query) > MAX_QUERY or "\x00" in query:
+        raise BadPageRequest(f"Search for at most {MAX_QUERY} characters, without NUL bytes.")
+    if query.startswith(f"{tokens.PREFIX}-{tokens.VERSION}-") and len(query) > 19:
+        # Never a whole key in a URL (it ends up in logs and history): the Find box posts it.
+        raise BadPageRequest(
+            "That looks like a whole API key. Never put one in a URL: paste it into the "
+            "Find box, which sends it privately, or search by its public ID."
+        )
+    return query
+
+
+def matching(query: str) -> QuerySet[ApiKey]:
+    """Keys whose public ID is `query`, or whose description contains it (any case).
+
+    The gateway's table has no index on description (t0admin adds none): a search walks
+    the primary key from the cursor until it has a page of matches.
+    """
+    keys = ApiKey.objects.all()
+    if query:
+        keys = keys.filter(Q(public_id=query) | Q(description__icontains=query))
+    return keys
+
+
+def page(limit: int, before: str | None = None, after: str | None = None, query: str = "") -> Page:
     """Newest first. `before`: keys older than that one; `after`: newer ones."""
     if before and after:
         raise BadPageRequest("Use either before or after, not both.")
-    keys = ApiKey.objects.all()
+    keys = matching(query)
     if after:
         # Walk upwards from the cursor, then show that slice newest first.
         rows = list(keys.filter(id__gt=_cursor_id(after, "after")).order_by("id")[: limit + 1])
         more_newer = len(rows) > limit
         rows = rows[:limit][::-1]
         if not rows:  # nothing newer than the cursor any more: that is the first page
-            return page(limit)
+            return page(limit, query=query)
         return Page(
             keys=rows,
             limit=limit,

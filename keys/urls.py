@@ -9,6 +9,7 @@ urlpatterns = [
     path("api-keys", views.key_list, name="list"),
     path("api-keys/new", views.new_key, name="new"),
     path("api-keys/audit", views.audit_trail, name="audit"),
+    path("api-keys/find", views.find_key, name="find"),
     path("api-keys/<str:public_id>/disable", views.disable_key, name="disable"),
     path("api-keys/<str:public_id>/rotate", views.rotate_key, name="rotate"),
     path("api-keys/<str:public_id>/description", views.edit_description, name="description"),

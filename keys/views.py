@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -10,8 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
-from django.views.decorators.debug import sensitive_variables
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from keys import listing, service, tokens
@@ -50,16 +52,52 @@ def _problem(request: HtmxHttpRequest, message: str, status: int) -> HttpRespons
 def key_list(request: HtmxHttpRequest) -> HttpResponse:
     try:
         limit = listing.parse_limit(request.GET.get("limit"))
-        page = listing.page(limit, before=request.GET.get("before"), after=request.GET.get("after"))
+        query = listing.parse_query(request.GET.get("q"))
+        page = listing.page(
+            limit, before=request.GET.get("before"), after=request.GET.get("after"), query=query
+        )
     except listing.BadPageRequest as error:
         return _problem(request, str(error), 400)
-    keep = {} if limit == listing.DEFAULT_LIMIT else {"limit": limit}
-    context = {
-        "page": page,
-        "keep_limit": f"&limit={limit}" if keep else "",
-        "first_page": reverse("keys:list") + (f"?limit={limit}" if keep else ""),
-    }
+    keep = {"limit": limit} if limit != listing.DEFAULT_LIMIT else {}
+    if query:
+        keep["q"] = query  # type: ignore[assignment]
+    context = {"page": page, "query": query, "keep": "&" + urlencode(keep) if keep else ""}
     return _render(request, "keys/list.html", "table", context)
+
+
+@sensitive_post_parameters("query")
+@require_POST
+@require_viewer
+def find_key(request: HtmxHttpRequest) -> HttpResponse:
+    """The Find box. It posts, so that a pasted key never lands in a URL or a log: a whole
+    key is checked here as the gateway would; anything else becomes a search."""
+    query = request.POST.get("query", "").strip()
+    if not query.startswith(f"{tokens.PREFIX}-{tokens.VERSION}-"):
+        try:
+            query = listing.parse_query(query)
+        except listing.BadPageRequest as error:
+            return _problem(request, str(error), 400)
+        target = reverse("keys:list") + (f"?{urlencode({'q': query})}" if query else "")
+        return redirect(target)
+    try:
+        parsed = tokens.parse(query)
+    except tokens.InvalidKey:
+        return _problem(
+            request,
+            "That is not a whole TensorZero API key (sk-t0-, 12 letters or digits, -, 48 more): "
+            "the gateway would refuse it as it is.",
+            400,
+        )
+    api_key = ApiKey.objects.filter(public_id=parsed.public_id).first()
+    genuine = api_key is not None and hmac.compare_digest(api_key.hash, parsed.hash)
+    response = _render(
+        request,
+        "keys/find.html",
+        None,
+        {"public_id": parsed.public_id, "key": api_key, "genuine": genuine},
+    )
+    add_never_cache_headers(response)
+    return response
 
 
 @sensitive_variables("created")

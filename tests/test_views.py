@@ -553,3 +553,81 @@ def test_rotate_double_submit_is_409(admin_client: Client) -> None:
     second = admin_client.post(f"/api-keys/{public_id}/rotate", fields)
     assert second.status_code == 409
     assert ApiKey.objects.count() == 2
+
+
+# Search and Find
+
+
+def test_search_matches_description_any_case_and_exact_public_id(admin_client: Client) -> None:
+    billing = service.create_key(actor="t", description="Billing service").api_key.public_id
+    other = service.create_key(actor="t", description="analytics").api_key.public_id
+    assert rows(admin_client.get("/api-keys", {"q": "BILLING"}).content.decode()) == [billing]
+    assert rows(admin_client.get("/api-keys", {"q": other}).content.decode()) == [other]
+    html = admin_client.get("/api-keys", {"q": "nothing like it"}).content.decode()
+    assert rows(html) == [] and "No API keys match" in html
+
+
+def test_search_pages_keep_the_query(admin_client: Client) -> None:
+    ids = [
+        service.create_key(actor="t", description=f"team-a {i}").api_key.public_id for i in range(3)
+    ]
+    service.create_key(actor="t", description="team-b")
+    first = admin_client.get("/api-keys", {"q": "team-a", "limit": 2}).content.decode()
+    assert rows(first) == ids[::-1][:2]
+    second = admin_client.get(link(first, "next")).content.decode()
+    assert rows(second) == ids[::-1][2:]
+
+
+@pytest.mark.parametrize("q", ["x" * 256, "a\x00b", "sk-t0-123456789012-" + "a" * 48])
+def test_bad_search_is_400(admin_client: Client, q: str) -> None:
+    response = admin_client.get("/api-keys", {"q": q})
+    assert response.status_code == 400
+    assert "a" * 48 not in response.content.decode()
+
+
+def test_find_box_turns_text_into_a_search(admin_client: Client) -> None:
+    response = admin_client.post("/api-keys/find", {"query": "billing"})
+    assert response.status_code == 302
+    assert response["Location"] == "/api-keys?q=billing"
+
+
+def test_find_a_leaked_key_says_it_is_genuine_and_active(admin_client: Client) -> None:
+    created = service.create_key(actor="t", description="leaky")
+    response = admin_client.post("/api-keys/find", {"query": created.secret})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "This key is genuine" in html and "<strong>Active</strong>" in html
+    assert f'id="key-{created.api_key.public_id}"' in html and "/disable" in html
+    assert created.secret.split("-")[3] not in html  # never echoed back
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_find_a_forged_secret_for_a_real_public_id(admin_client: Client) -> None:
+    created = service.create_key(actor="t")
+    forged = f"sk-t0-{created.api_key.public_id}-{'Z' * 48}"
+    html = admin_client.post("/api-keys/find", {"query": forged}).content.decode()
+    assert "this secret does not match" in html
+    assert "Z" * 48 not in html
+
+
+def test_find_an_unknown_key(admin_client: Client) -> None:
+    html = admin_client.post(
+        "/api-keys/find", {"query": "sk-t0-123456789012-" + "a" * 48}
+    ).content.decode()
+    assert "No key here has the public ID <code>123456789012</code>" in html
+
+
+def test_find_a_malformed_key_is_400_without_echo(admin_client: Client) -> None:
+    response = admin_client.post("/api-keys/find", {"query": "sk-t0-short-" + "q" * 40})
+    assert response.status_code == 400
+    assert "q" * 40 not in response.content.decode()
+
+
+def test_viewer_may_find_but_sees_no_actions(viewer_client: Client) -> None:
+    created = service.create_key(actor="t")
+    html = viewer_client.post("/api-keys/find", {"query": created.secret}).content.decode()
+    assert "This key is genuine" in html and "/disable" not in html
+
+
+def test_find_is_post_only(admin_client: Client) -> None:
+    assert admin_client.get("/api-keys/find", {"query": "x"}).status_code == 405
