@@ -54,13 +54,21 @@ def lockout_response(
     return response
 
 
+class SignInForm(AuthenticationForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["username"].label = "User name"
+
+
 @login_not_required
 @never_cache
 def sign_in(request: HttpRequest) -> HttpResponseBase:
     # Behind a proxy nobody signs in here: the proxy already said who this is.
     if settings.AUTH_MODE == "proxy":
         return redirect(settings.LOGIN_REDIRECT_URL)
-    return auth_views.LoginView.as_view(redirect_authenticated_user=True)(request)
+    return auth_views.LoginView.as_view(
+        authentication_form=SignInForm, redirect_authenticated_user=True
+    )(request)
 
 
 sign_out = auth_views.LogoutView.as_view()
