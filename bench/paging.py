@@ -386,6 +386,12 @@ def reading(renders: list[tuple[str, float, str]]) -> list[str]:
         "with the table and with the offset. An index on `created_at` would make OFFSET 0 "
         "cheap but not OFFSET n (it still walks n index entries); t0admin never adds "
         "indexes to the gateway's table.",
+        "- Search (`?q=`): a public ID is one probe of `uniq_public_id`. Any other text "
+        "is `description ILIKE '%q%'`, and the gateway's table has no index on "
+        "description (t0admin adds none): the planner reads the whole table and keeps "
+        "the newest 100 matches, so a search costs about one sequential scan (the "
+        "figures above), however common the term. Pasting a whole key into the Find box "
+        "is a probe of `uniq_public_id`, not a search.",
         "- Order: t0admin pages by `id`, the UI by `created_at`. They agree while "
         "`created_at` rises with `id`, as when keys are created one after another (the "
         "gateway sets `created_at` to the inserting transaction's start); rows imported "
@@ -500,6 +506,23 @@ def main() -> int:
             measure_keyset(
                 f"t0admin page(100, after=…), {deep:,} rows deep",
                 lambda: listing.page(LIMIT, after=after),
+                reps,
+            ),
+            # Search: the description has no index (t0admin adds none to the gateway's
+            # table), so a page of matches costs what it takes to find 100 of them.
+            measure_keyset(
+                "t0admin search q=prod web (1 key in 7 matches)",
+                lambda: listing.page(LIMIT, query="prod web"),
+                reps,
+            ),
+            measure_keyset(
+                "t0admin search q=<no match> (worst case: every row read)",
+                lambda: listing.page(LIMIT, query="no such description"),
+                reps,
+            ),
+            measure_keyset(
+                "t0admin search q=<a public ID> (exact)",
+                lambda: listing.page(LIMIT, query=deep_first),
                 reps,
             ),
         ]
