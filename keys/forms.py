@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from keys.service import DESCRIPTION_MAX
+from keys.service import DESCRIPTION_MAX, LATEST_EXPIRATION
 
 EXPIRATION_PRESETS: dict[str, timedelta | None] = {
     "never": None,
@@ -26,8 +26,6 @@ EXPIRATION_CHOICES = [
     ("1y", "1 year"),
     ("custom", "Custom"),
 ]
-# Far enough for any real key; near enough that no time zone arithmetic can overflow.
-LATEST_EXPIRATION = timedelta(days=100 * 365)
 
 
 class DescriptionField(forms.CharField):

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import models
 from django.utils import timezone
+
+# The latest instant Python's datetime holds in every time zone a viewer may be in.
+LATEST_READABLE = "9999-12-30 00:00:00+00"
+
+
+class GatewayTimestampField(models.DateTimeField):
+    """A timestamp another tool may have set to 'infinity' or past the year 9999, which
+    PostgreSQL and the gateway accept and Python cannot load: read as LATEST_READABLE,
+    so that one such row never takes the page down. Filters compare the stored value."""
+
+    def select_format(self, compiler: Any, sql: str, params: Any) -> tuple[str, Any]:
+        sql, params = super().select_format(compiler, sql, params)
+        clamped = (
+            f"CASE WHEN {sql} > '{LATEST_READABLE}'::timestamptz "
+            f"THEN '{LATEST_READABLE}'::timestamptz ELSE {sql} END"
+        )
+        return clamped, (*params, *params)
 
 
 class ApiKey(models.Model):
@@ -15,10 +33,10 @@ class ApiKey(models.Model):
     description = models.TextField(null=True, blank=True)  # noqa: DJ001  the gateway's NULL
     public_id = models.CharField(max_length=12, unique=True)
     hash = models.CharField(max_length=255)
-    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_at = GatewayTimestampField(null=True, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
-    expires_at = models.DateTimeField(null=True, blank=True)
+    expires_at = GatewayTimestampField(null=True, blank=True)
 
     class Meta:
         managed = False  # the gateway owns this table and its migrations

@@ -20,6 +20,8 @@ from keys.models import ApiKey, AuditEvent
 DESCRIPTION_MAX = 255
 ORGANIZATION = WORKSPACE = "default"  # what the gateway's own CLI writes
 PUBLIC_ID_ATTEMPTS = 5
+# Far enough for any real key; near enough that no time zone arithmetic can overflow.
+LATEST_EXPIRATION = timedelta(days=100 * 365)
 
 
 class ServiceError(Exception):
@@ -31,6 +33,10 @@ class KeyNotFound(ServiceError):
 
 
 class AlreadySubmitted(ServiceError):
+    pass
+
+
+class KeyDisabled(ServiceError):
     pass
 
 
@@ -57,8 +63,11 @@ def check_expiration(expires_at: datetime | None, now: datetime | None = None) -
         return
     if timezone.is_naive(expires_at):
         raise ServiceError("The expiration needs a time zone.")
-    if expires_at <= (now or timezone.now()):
+    now = now or timezone.now()
+    if expires_at <= now:
         raise ServiceError("Expiration must be in the future.")
+    if expires_at > now + LATEST_EXPIRATION:
+        raise ServiceError("Expiration must be within 100 years.")
 
 
 def _is_public_id_collision(error: IntegrityError) -> bool:
@@ -113,12 +122,21 @@ def create_key(
     except IntegrityError as error:
         diag = getattr(error.__cause__, "diag", None)
         if form_token is not None and "form_token" in str(getattr(diag, "constraint_name", "")):
-            raise AlreadySubmitted(
-                "This form was already submitted and its key created. Its secret was shown "
-                "once and cannot be shown again; generate a new key if you missed it."
-            ) from None
+            raise already_submitted(form_token) from None
         raise
     return CreatedKey(api_key=api_key, secret=secret)
+
+
+def already_submitted(form_token: uuid.UUID) -> AlreadySubmitted:
+    """The error for a form sent twice, naming the key its first sending created."""
+    first = AuditEvent.objects.filter(form_token=form_token).values_list("public_id", flat=True)
+    public_id = next(iter(first), None)
+    made = f"key {public_id}" if public_id else "a key"
+    return AlreadySubmitted(
+        f"This form was already submitted: it created {made}, whose secret was shown once "
+        f"and cannot be shown again. If nobody copied it, disable {made} and generate a "
+        "new one."
+    )
 
 
 def get_key(public_id: str) -> ApiKey:
@@ -189,6 +207,14 @@ def rotate_key(
     with transaction.atomic():
         # Locked: two rotations of one key at once would make two replacements.
         old = ApiKey.objects.select_for_update().get(pk=get_key(public_id).pk)
+        if form_token is not None and AuditEvent.objects.filter(form_token=form_token).exists():
+            raise already_submitted(form_token)
+        if old.disabled_at is not None:
+            # A replacement would bring a disabled key's access back, and disabling is final.
+            raise KeyDisabled(
+                f"API key {public_id} is disabled, and disabling is final: generate a new "
+                "key instead of rotating it."
+            )
         now = timezone.now()
         keep_expiry = old.expires_at if old.expires_at and old.expires_at > now else None
         created = create_key(

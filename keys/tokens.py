@@ -8,6 +8,7 @@ SHA-256 of `long_key` alone; the key itself is never stored.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 from dataclasses import dataclass
@@ -68,3 +69,18 @@ def parse(key: str) -> ParsedKey:
     ):
         raise InvalidKey("not a TensorZero API key (sk-t0-<12 characters>-<48 characters>)")
     return ParsedKey(public_id=parts[2], long_key=parts[3])
+
+
+_KEY_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])sk-t0-[A-Za-z0-9]{12}-[A-Za-z0-9]{48}(?![A-Za-z0-9])")
+
+
+def mentions_key(text: str) -> bool:
+    """True for anything that may carry a key, in any case and anywhere in the text
+    (`Bearer sk-t0-…`, `export TENSORZERO_API_KEY=sk-t0-…`): such text is a secret."""
+    return f"{PREFIX}-{VERSION}-" in text.lower()
+
+
+def extract(text: str) -> str | None:
+    """The first whole key inside `text`, as the gateway would read it, if any."""
+    found = _KEY_IN_TEXT.search(text)
+    return found.group(0) if found else None

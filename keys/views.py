@@ -72,22 +72,24 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
     """The Find box. It posts, so that a pasted key never lands in a URL or a log: a whole
     key is checked here as the gateway would; anything else becomes a search."""
     query = request.POST.get("query", "").strip()
-    if not query.startswith(f"{tokens.PREFIX}-{tokens.VERSION}-"):
+    if not tokens.mentions_key(query):
         try:
             query = listing.parse_query(query)
         except listing.BadPageRequest as error:
             return _problem(request, str(error), 400)
         target = reverse("keys:list") + (f"?{urlencode({'q': query})}" if query else "")
         return redirect(target)
-    try:
-        parsed = tokens.parse(query)
-    except tokens.InvalidKey:
+    # Whatever surrounds it (Bearer, export …=, quotes), the key inside is what counts;
+    # text that mentions sk-t0- is never turned into a search URL.
+    whole_key = tokens.extract(query)
+    if whole_key is None:
         return _problem(
             request,
             "That is not a whole TensorZero API key (sk-t0-, 12 letters or digits, -, 48 more): "
             "the gateway would refuse it as it is.",
             400,
         )
+    parsed = tokens.parse(whole_key)
     api_key = ApiKey.objects.filter(public_id=parsed.public_id).first()
     genuine = api_key is not None and hmac.compare_digest(api_key.hash, parsed.hash)
     response = _render(
@@ -175,6 +177,13 @@ def rotate_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     api_key = _key_or_404(request, public_id)
     if isinstance(api_key, HttpResponse):
         return api_key
+    if api_key.disabled_at is not None:
+        return _problem(
+            request,
+            f"API key {public_id} is disabled, and disabling is final: generate a new key "
+            "instead of rotating it.",
+            409,
+        )
     if request.method == "GET":
         return _render(
             request, "keys/rotate.html", "confirm", {"key": api_key, "form": RotateForm()}
@@ -190,7 +199,7 @@ def rotate_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
             grace=form.grace_period(),
             form_token=form.cleaned_data["form_token"],
         )
-    except service.AlreadySubmitted as error:
+    except (service.AlreadySubmitted, service.KeyDisabled) as error:
         return _problem(request, str(error), 409)
     return _show_secret(request, rotation.created, old=rotation.old)
 

@@ -41,19 +41,39 @@ def is_trusted(address: str | None) -> bool:
     return any(ip in network for network in settings.TRUSTED_PROXIES)
 
 
+def _address(hop: str) -> str | None:
+    """An IP address from one X-Forwarded-For hop, or None: proxies also send `unknown`,
+    `1.2.3.4:5678` and `[2001:db8::1]:443`."""
+    hop = hop.strip()
+    if hop.startswith("["):
+        hop = hop[1:].partition("]")[0]
+    elif hop.count(":") == 1:
+        hop = hop.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(hop))
+    except ValueError:
+        return None
+
+
 def client_ip(request: HttpRequest) -> str:
     """The address of the person, not of the proxy: the nearest untrusted hop.
 
-    Used by django-axes to count failed sign-ins per client address.
+    Used by django-axes to count failed sign-ins per client address. A hop that is no
+    address at all ends the walk at the last address known for sure.
     """
     peer = request.META.get("REMOTE_ADDR", "")
     if not is_trusted(peer):
         return peer
-    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    for hop in reversed([hop for hop in hops if hop]):
-        if not is_trusted(hop):
-            return hop
-    return peer
+    hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    nearest = peer
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            return nearest
+        if not is_trusted(address):
+            return address
+        nearest = address
+    return nearest
 
 
 def _refuse(request: HttpRequest, reason: str) -> HttpResponse:

@@ -102,7 +102,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: every later layer (https redirect, host check, CSRF) must see only the
+    # Probes call by address, before host checks, redirects and sign-in (see the class).
+    "t0admin.health.HealthMiddleware",
+    # Then: every later layer (https redirect, host check, CSRF) must see only the
     # forwarded headers a trusted proxy vouches for.
     "t0admin.proxy.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",

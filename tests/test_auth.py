@@ -106,6 +106,17 @@ def test_failures_through_a_trusted_proxy_count_per_forwarded_client(
     assert response.status_code == 302
 
 
+@pytest.mark.parametrize(
+    "forwarded", ["unknown", "not-an-ip", "1.2.3.4, garbage", "1.2.3.4:5678", "[2001:db8::1]:443"]
+)
+def test_odd_forwarded_for_values_never_break_sign_in(
+    client: Client, alice: User, forwarded: str
+) -> None:
+    wrong = sign_in(client, "alice", "wrong", HTTP_X_FORWARDED_FOR=forwarded)
+    assert wrong.status_code == 200 and "Please enter a correct" in wrong.content.decode()
+    assert sign_in(client, "alice", PASSWORD, HTTP_X_FORWARDED_FOR=forwarded).status_code == 302
+
+
 def test_lockout_ends_after_the_cool_off(client: Client, alice: User) -> None:
     from axes.models import AccessAttempt
 

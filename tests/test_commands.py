@@ -86,3 +86,24 @@ def test_disable_api_key_exit_status_from_the_shell(tmp_path) -> None:  # type: 
     result = manage(test_database_url(), "disable_api_key", "nosuchkey123")
     assert result.returncode == 1
     assert "No API key has the public ID nosuchkey123" in result.stderr
+
+
+def test_create_api_key_refuses_an_expiration_past_a_hundred_years() -> None:
+    with pytest.raises(CommandError, match="within 100 years"):
+        run("create_api_key", "--expiration", "9999-12-31T23:59:59-14:00")
+    assert ApiKey.objects.count() == 0
+
+
+def test_list_api_keys_survives_an_infinite_expiry() -> None:
+    from django.db import connection
+
+    created = service.create_key(actor="t")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tensorzero_auth_api_key SET expires_at = 'infinity'")
+    rows = json.loads(run("list_api_keys", "--json"))
+    assert rows[0]["public_id"] == created.api_key.public_id
+    assert rows[0]["expires_at"].startswith("9999-12-30")
+
+
+def test_models_match_their_migrations() -> None:
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)

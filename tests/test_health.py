@@ -79,3 +79,21 @@ def test_pages_answer_503_with_a_clear_page_when_database_unreachable() -> None:
     assert status == "503", result.stderr
     assert "The database cannot be reached" in body
     assert "Traceback" not in body
+
+
+def test_probes_by_address_pass_whatever_the_allowed_hosts(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.ALLOWED_HOSTS = ["keys.example.com"]
+    response = client.get("/healthz", HTTP_HOST="10.1.2.3:4000")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    # Everything else still checks the host.
+    assert client.get("/api-keys", HTTP_HOST="10.1.2.3:4000").status_code == 400
+
+
+def test_readyz_does_not_tell_strangers_where_the_database_is() -> None:
+    result = without_database(
+        "from django.test import Client; "
+        "print(Client(HTTP_HOST='localhost').get('/readyz').content.decode())"
+    )
+    assert "127.0.0.1" not in result.stdout and "port" not in result.stdout
+    assert "database unreachable" in result.stdout

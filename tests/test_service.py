@@ -241,3 +241,11 @@ def test_rotate_unknown_key_changes_nothing() -> None:
     with pytest.raises(service.KeyNotFound):
         service.rotate_key(actor="alice", public_id="nosuchkey123")
     assert ApiKey.objects.count() == 0
+
+
+def test_rotating_a_disabled_key_is_refused_and_creates_nothing() -> None:
+    old = service.create_key(actor="alice")
+    service.disable_key(actor="alice", public_id=old.api_key.public_id)
+    with pytest.raises(service.KeyDisabled, match="disabling is final"):
+        service.rotate_key(actor="alice", public_id=old.api_key.public_id)
+    assert ApiKey.objects.count() == 1

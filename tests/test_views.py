@@ -271,6 +271,7 @@ def test_double_submitted_form_creates_one_key(admin_client: Client) -> None:
     assert first.status_code == 200
     assert second.status_code == 409
     assert "already submitted" in second.content.decode()
+    assert f"disable key {ApiKey.objects.get().public_id}" in second.content.decode()
     assert not KEY_RE.search(second.content.decode())
     assert ApiKey.objects.count() == 1
 
@@ -631,3 +632,62 @@ def test_viewer_may_find_but_sees_no_actions(viewer_client: Client) -> None:
 
 def test_find_is_post_only(admin_client: Client) -> None:
     assert admin_client.get("/api-keys/find", {"query": "x"}).status_code == 405
+
+
+@pytest.mark.parametrize(
+    "wrapping",
+    ["Bearer {}", '"{}"', "export TENSORZERO_API_KEY={}", "  {}  ", "Authorization: Bearer {}\n"],
+)
+def test_find_reads_a_key_inside_pasted_text(admin_client: Client, wrapping: str) -> None:
+    created = service.create_key(actor="t")
+    response = admin_client.post("/api-keys/find", {"query": wrapping.format(created.secret)})
+    assert response.status_code == 200
+    assert "Location" not in response
+    assert "This key is genuine" in response.content.decode()
+
+
+@pytest.mark.parametrize("text", ["SK-T0-{}", "sk-t0-{}x", "token: sk-t0-{}"[:-2]])
+def test_find_never_redirects_text_that_mentions_a_key(admin_client: Client, text: str) -> None:
+    secret = service.create_key(actor="t").secret
+    query = text.format(secret.removeprefix("sk-t0-"))
+    response = admin_client.post("/api-keys/find", {"query": query})
+    assert "Location" not in response
+    assert secret.split("-")[3] not in response.content.decode()
+
+
+@pytest.mark.parametrize("q", ["Bearer sk-t0-x", "SK-T0-abc", "export K=sk-t0-123"])
+def test_search_refuses_text_that_mentions_a_key(admin_client: Client, q: str) -> None:
+    assert admin_client.get("/api-keys", {"q": q}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "stored", ["infinity", "10000-01-01 00:00:00+00", "9999-12-31 23:59:59-14"]
+)
+def test_expiry_beyond_pythons_range_written_elsewhere_does_not_break_the_page(
+    admin_client: Client, stored: str
+) -> None:
+    from django.db import connection
+
+    public_id = service.create_key(actor="t").api_key.public_id
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE tensorzero_auth_api_key SET expires_at = %s::timestamptz WHERE public_id = %s",
+            [stored, public_id],
+        )
+    admin_client.cookies["t0admin_tz"] = "Pacific/Kiritimati"  # UTC+14, the far edge
+    response = admin_client.get("/api-keys")
+    assert response.status_code == 200
+    row = response.content.decode().split(f'id="key-{public_id}"')[1].split("</tr>")[0]
+    assert "Active" in row and "9999-12-30" in row
+    assert admin_client.get(f"/api-keys/{public_id}/rotate").status_code == 200
+
+
+def test_rotating_a_disabled_key_is_409(admin_client: Client) -> None:
+    public_id = service.create_key(actor="t").api_key.public_id
+    form = rotate_form(admin_client, public_id)
+    service.disable_key(actor="t", public_id=public_id)
+    for method, data in (("get", {}), ("post", form)):
+        response = getattr(admin_client, method)(f"/api-keys/{public_id}/rotate", data)
+        assert response.status_code == 409
+        assert "disabling is final" in response.content.decode()
+    assert ApiKey.objects.count() == 1
