@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from keys import service
 from keys.service import DESCRIPTION_MAX, LATEST_EXPIRATION
 
 EXPIRATION_PRESETS: dict[str, timedelta | None] = {
@@ -28,6 +29,14 @@ EXPIRATION_CHOICES = [
 ]
 
 
+def _service_rules(value: str) -> None:
+    """The service's own rules for descriptions, shown next to the field."""
+    try:
+        service.clean_description(value)
+    except service.ServiceError as error:
+        raise forms.ValidationError(str(error)) from None
+
+
 class DescriptionField(forms.CharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
@@ -37,6 +46,7 @@ class DescriptionField(forms.CharField):
             widget=forms.TextInput(
                 attrs={"data-counter": "", "autocomplete": "off", "placeholder": "Optional"}
             ),
+            validators=[_service_rules],
             error_messages={
                 "max_length": f"The description can be at most {DESCRIPTION_MAX} characters "
                 "(it has %(show_value)d).",
@@ -66,9 +76,14 @@ class CreateKeyForm(FormTokenMixin):
         label="Expires at",
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text="Your local time. Only for Custom.",
         error_messages={"invalid": "Enter a date and time, e.g. 2027-01-31 17:00."},
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Say which zone a custom date is read in: the browser's, once its script has run.
+        zone = timezone.get_current_timezone_name()
+        self.fields["expires_at"].help_text = f"Only for Custom. Read in {zone} time."
 
     def clean(self) -> dict[str, Any]:
         data = self.cleaned_data

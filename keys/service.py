@@ -6,6 +6,7 @@ gateway's table exactly as the gateway's own tools do (GATEWAY.md).
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from keys import tokens
 from keys.models import ApiKey, AuditEvent
@@ -53,6 +55,9 @@ def clean_description(description: str | None) -> str | None:
     description = description.strip()
     if "\x00" in description:
         raise ServiceError("The description cannot contain NUL characters.")
+    if any(unicodedata.category(char) == "Cc" for char in description):
+        # Escape sequences would reach terminals through list_api_keys and logs.
+        raise ServiceError("The description cannot contain control characters.")
     if len(description) > DESCRIPTION_MAX:
         raise ServiceError(f"The description can be at most {DESCRIPTION_MAX} characters.")
     return description or None
@@ -75,6 +80,7 @@ def _is_public_id_collision(error: IntegrityError) -> bool:
     return getattr(diag, "constraint_name", None) == "uniq_public_id"
 
 
+@sensitive_variables("secret", "parsed")
 def create_key(
     *,
     actor: str,
@@ -191,6 +197,7 @@ class Rotation:
     old: ApiKey
 
 
+@sensitive_variables("created")
 def rotate_key(
     *,
     actor: str,

@@ -373,4 +373,6 @@ def test_mapped_proxy_group_makes_an_admin(site: Site) -> None:
 def test_secure_cookies_and_hsts_behind_tls(site: Site) -> None:
     response = site.client("admin-session").get("/api-keys")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
-    assert all("Secure" in line for line in response.headers.get_all("Set-Cookie") or [])
+    cookies = response.headers.get_all("Set-Cookie") or []
+    assert cookies, "the page sets its CSRF cookie; without one this test proves nothing"
+    assert all("Secure" in line for line in cookies)

@@ -170,7 +170,7 @@ def test_new_key_form_full_page_and_dialog_partial(admin_client: Client) -> None
     full = admin_client.get("/api-keys/new").content.decode()
     partial = admin_client.get("/api-keys/new", **HTMX).content.decode()
     for html in (full, partial):
-        assert "<h2>Generate API Key</h2>" in html
+        assert ">Generate API Key</h2>" in html
         assert 'name="description"' in html and 'maxlength="255"' in html
         assert "Generate Key</button>" in html
         for option in ("No expiration", "7 days", "30 days", "90 days", "1 year", "Custom"):
@@ -506,7 +506,7 @@ def test_rotate_confirmation_full_page_and_partial(admin_client: Client) -> None
     public_id = service.create_key(actor="t", description="billing").api_key.public_id
     for extra in ({}, HTMX):
         html = admin_client.get(f"/api-keys/{public_id}/rotate", **extra).content.decode()
-        assert "<h2>Rotate API Key</h2>" in html and public_id in html
+        assert ">Rotate API Key</h2>" in html and public_id in html
         assert "Rotate Key</button>" in html
     assert ApiKey.objects.count() == 1
 
@@ -691,3 +691,16 @@ def test_rotating_a_disabled_key_is_409(admin_client: Client) -> None:
         assert response.status_code == 409
         assert "disabling is final" in response.content.decode()
     assert ApiKey.objects.count() == 1
+
+
+@pytest.mark.parametrize("description", ["bell\x07", "esc\x1b[31mred", "line\nbreak"])
+def test_control_characters_in_descriptions_are_refused(
+    admin_client: Client, description: str
+) -> None:
+    created = admin_client.post("/api-keys/new", new_form(admin_client, description=description))
+    assert created.status_code == 400
+    assert "control characters" in created.content.decode()
+    public_id = service.create_key(actor="t", description="ok").api_key.public_id
+    edited = admin_client.post(f"/api-keys/{public_id}/description", {"description": description})
+    assert edited.status_code == 400
+    assert ApiKey.objects.get().description == "ok"

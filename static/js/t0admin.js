@@ -49,10 +49,12 @@
       const source = document.querySelector(copier.getAttribute("data-copy"));
       if (!source) return;
       const done = () => { copier.textContent = "Copied"; };
+      // The clipboard API needs https or localhost; elsewhere select it for Ctrl+C.
+      const fallback = () => { selectText(source); copier.textContent = "Selected: press Ctrl+C"; };
       if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(source.textContent.trim()).then(done, () => selectText(source));
+        navigator.clipboard.writeText(source.textContent.trim()).then(done, fallback);
       } else {
-        selectText(source);
+        fallback();
       }
     }
   });
