@@ -79,7 +79,10 @@ def main() -> int:
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Both, explicitly: a shell that starts us in the background leaves SIGINT ignored,
+    # and Docker stops containers with SIGTERM.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         try:
             _prepare(env)

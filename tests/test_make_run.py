@@ -71,6 +71,14 @@ def leftovers(data: Path, port: int, grace: float = 10) -> list[str]:
         time.sleep(0.2)
 
 
+def kill_leftovers(data: Path, port: int) -> None:
+    """After a failed stop: end what the run left, so a red test leaves no servers."""
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if str(data) in cmdline or f"127.0.0.1:{port}" in cmdline:
+            process.kill()
+
+
 def socket_dir(data: Path) -> str:
     return (data / "postgres" / "postmaster.pid").read_text().splitlines()[4]
 
@@ -107,4 +115,38 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         output = ctrl_c(second)
     assert kept == [("KEEPMEKEEPME",)]
     assert "Sign in as 'admin'" not in output  # the first run's user is still there
+    assert leftovers(data, port) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_one_signal_to_serve_stops_gunicorn_and_postgres(tmp_path: Path, signum: int) -> None:
+    """Docker stops a container with SIGTERM to its one process, t0admin.serve; and a
+    shell that starts it in the background leaves SIGINT ignored, which must not matter."""
+    import sys
+
+    data = tmp_path / "data"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"TENSORZERO_POSTGRES_URL"}}
+    env.update(T0ADMIN_DATA_DIR=str(data), T0ADMIN_BIND=f"127.0.0.1:{port}")
+    env.pop("DJANGO_SECRET_KEY", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "t0admin.serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # As a background job of a script: SIGINT ignored from the start.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
+    )
+    try:
+        wait_ready(port, server)
+        server.send_signal(signum)  # to serve alone, not to its process group
+        output, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            kill_leftovers(data, port)
+    assert server.returncode == 0, output
+    assert "embedded PostgreSQL stopped" in output
     assert leftovers(data, port) == []
