@@ -185,3 +185,14 @@ def test_rotate_in_the_dialog(admin_page) -> None:  # type: ignore[no-untyped-de
     expect(admin_page.locator(f"#key-{public_id}")).to_contain_text("Disabled")
     expect(admin_page.locator(f"#key-{new.split('-')[2]}")).to_contain_text("rotate me")
     assert gateway_accepts(new) and not gateway_accepts(old.secret)
+
+
+def test_first_visit_redraws_dates_in_the_browsers_zone(admin_page) -> None:  # type: ignore[no-untyped-def]
+    # The page fixture's browser runs in Europe/Berlin and has never been here: the
+    # server drew the first page in UTC, then the script told it the zone.
+    service.create_key(actor="t")
+    admin_page.reload()
+    expect(admin_page.locator(".pager .tz")).to_have_text("Times in Europe/Berlin")
+    admin_page.context.clear_cookies(name="t0admin_tz")
+    admin_page.reload()
+    expect(admin_page.locator(".pager .tz")).to_have_text("Times in Europe/Berlin")

@@ -3,10 +3,12 @@
 
 (function () {
   // Tell the server the viewer's time zone once, so dates render in it from then on.
+  let zoneChanged = false;
   try {
     const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
     if (zone && !document.cookie.split("; ").includes("t0admin_tz=" + encodeURIComponent(zone))) {
       document.cookie = "t0admin_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; samesite=lax";
+      zoneChanged = true;
     }
   } catch (e) { /* no Intl: UTC it is */ }
 
@@ -97,5 +99,11 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", () => enhance(document));
+  document.addEventListener("DOMContentLoaded", () => {
+    enhance(document);
+    // First visit (or a new zone): this page was drawn in UTC; redraw the list in ours.
+    if (zoneChanged && window.htmx && document.getElementById("keys-table")) {
+      window.htmx.trigger(document.body, "keysChanged");
+    }
+  });
 })();
