@@ -79,3 +79,9 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.public_id}"
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """A created key's expiry, kept as ISO text in `detail`, as a datetime to render."""
+        value = (self.detail or {}).get("expires_at")
+        return datetime.fromisoformat(value) if isinstance(value, str) else None

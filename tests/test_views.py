@@ -704,3 +704,12 @@ def test_control_characters_in_descriptions_are_refused(
     edited = admin_client.post(f"/api-keys/{public_id}/description", {"description": description})
     assert edited.status_code == 400
     assert ApiKey.objects.get().description == "ok"
+
+
+def test_audit_trail_shows_expiries_in_the_viewers_zone(admin_client: Client) -> None:
+    from datetime import datetime
+
+    service.create_key(actor="t", expires_at=datetime(2031, 6, 1, 12, 0, tzinfo=UTC))
+    admin_client.cookies["t0admin_tz"] = "Asia/Tokyo"
+    html = admin_client.get("/api-keys/audit").content.decode()
+    assert "expires 2031-06-01 21:00 JST" in html
