@@ -196,3 +196,19 @@ def test_first_visit_redraws_dates_in_the_browsers_zone(admin_page) -> None:  # 
     admin_page.context.clear_cookies(name="t0admin_tz")
     admin_page.reload()
     expect(admin_page.locator(".pager .tz")).to_have_text("Times in Europe/Berlin")
+
+
+def test_disable_a_leaked_key_from_the_find_box(admin_page) -> None:  # type: ignore[no-untyped-def]
+    leaked = service.create_key(actor="t", description="leaked in a gist")
+    public_id = leaked.api_key.public_id
+    admin_page.reload()
+    admin_page.get_by_label("Find a key").fill(f"Authorization: Bearer {leaked.secret}")
+    admin_page.get_by_role("button", name="Find").click()
+    expect(admin_page.locator(".find-result")).to_contain_text("This key is genuine")
+    assert leaked.secret not in admin_page.url
+    admin_page.get_by_role("link", name=f"Disable {public_id}").click()
+    dialog = admin_page.locator("dialog#modal")
+    dialog.get_by_role("button", name="Disable Key").click()
+    dialog.get_by_role("link", name="Close").click()
+    expect(admin_page.locator(f"#key-{public_id}")).to_contain_text("Disabled")
+    assert not gateway_accepts(leaked.secret)
