@@ -55,7 +55,7 @@ def parse_query(raw: str | None) -> str:
     query = (raw or "").strip()
     if len(query) > MAX_QUERY or "\x00" in query:
         raise BadPageRequest(f"Search for at most {MAX_QUERY} characters, without NUL bytes.")
-    if tokens.mentions_key(query):
+    if tokens.may_hold_secret(query):
         # Never a whole key in a URL (it ends up in logs and history): the Find box posts it.
         raise BadPageRequest(
             "That looks like a whole API key. Never put one in a URL: paste it into the "

@@ -8,22 +8,27 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-# The latest instant Python's datetime holds in every time zone a viewer may be in.
+# The earliest and latest instants Python's datetime holds in every time zone a viewer
+# may be in.
+EARLIEST_READABLE = "0001-01-03 00:00:00+00"
 LATEST_READABLE = "9999-12-30 00:00:00+00"
 
 
 class GatewayTimestampField(models.DateTimeField):
-    """A timestamp another tool may have set to 'infinity' or past the year 9999, which
-    PostgreSQL and the gateway accept and Python cannot load: read as LATEST_READABLE,
-    so that one such row never takes the page down. Filters compare the stored value."""
+    """A timestamp another tool may have set to ±infinity or outside years 1 to 9999,
+    which PostgreSQL and the gateway accept and Python cannot load: read clamped to the
+    readable range, so that one such row never takes the page down. Filters and the
+    gateway's own checks compare the stored value."""
 
     def select_format(self, compiler: Any, sql: str, params: Any) -> tuple[str, Any]:
         sql, params = super().select_format(compiler, sql, params)
         clamped = (
             f"CASE WHEN {sql} > '{LATEST_READABLE}'::timestamptz "
-            f"THEN '{LATEST_READABLE}'::timestamptz ELSE {sql} END"
+            f"THEN '{LATEST_READABLE}'::timestamptz "
+            f"WHEN {sql} < '{EARLIEST_READABLE}'::timestamptz "
+            f"THEN '{EARLIEST_READABLE}'::timestamptz ELSE {sql} END"
         )
-        return clamped, (*params, *params)
+        return clamped, (*params, *params, *params)
 
 
 class ApiKey(models.Model):

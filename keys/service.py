@@ -20,6 +20,7 @@ from keys import tokens
 from keys.models import ApiKey, AuditEvent
 
 DESCRIPTION_MAX = 255
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 ORGANIZATION = WORKSPACE = "default"  # what the gateway's own CLI writes
 PUBLIC_ID_ATTEMPTS = 5
 # Far enough for any real key; near enough that no time zone arithmetic can overflow.
@@ -38,7 +39,7 @@ class AlreadySubmitted(ServiceError):
     pass
 
 
-class KeyDisabled(ServiceError):
+class CannotRotate(ServiceError):
     pass
 
 
@@ -55,8 +56,9 @@ def clean_description(description: str | None) -> str | None:
     description = description.strip()
     if "\x00" in description:
         raise ServiceError("The description cannot contain NUL characters.")
-    if any(unicodedata.category(char) == "Cc" for char in description):
-        # Escape sequences would reach terminals through list_api_keys and logs.
+    if any(unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS for char in description):
+        # Escape sequences would reach terminals through list_api_keys and logs, and bidi
+        # overrides make one text read as another.
         raise ServiceError("The description cannot contain control characters.")
     if len(description) > DESCRIPTION_MAX:
         raise ServiceError(f"The description can be at most {DESCRIPTION_MAX} characters.")
@@ -80,7 +82,6 @@ def _is_public_id_collision(error: IntegrityError) -> bool:
     return getattr(diag, "constraint_name", None) == "uniq_public_id"
 
 
-@sensitive_variables("secret", "parsed")
 def create_key(
     *,
     actor: str,
@@ -89,8 +90,21 @@ def create_key(
     form_token: uuid.UUID | None = None,
 ) -> CreatedKey:
     description = clean_description(description)
-    now = timezone.now()
-    check_expiration(expires_at, now)
+    check_expiration(expires_at)
+    return _insert_key(
+        actor=actor, description=description, expires_at=expires_at, form_token=form_token
+    )
+
+
+@sensitive_variables("secret", "parsed")
+def _insert_key(
+    *,
+    actor: str,
+    description: str | None,
+    expires_at: datetime | None,
+    form_token: uuid.UUID | None,
+) -> CreatedKey:
+    """Insert a fresh key as given: callers have checked (or, rotating, inherited) it."""
     try:
         with transaction.atomic():
             for _ in range(PUBLIC_ID_ATTEMPTS):
@@ -197,6 +211,25 @@ class Rotation:
     old: ApiKey
 
 
+def rotation_refusal(old: ApiKey, now: datetime | None = None) -> str | None:
+    """Why `old` cannot be rotated, or None. A replacement must never bring back access
+    the old key no longer gives, and there is one replacement per key: a second rotation
+    during a grace period would copy the shortened expiry and die with the old key."""
+    public_id = old.public_id
+    if old.disabled_at is not None:
+        return (
+            f"API key {public_id} is disabled, and disabling is final: generate a new key "
+            "instead of rotating it."
+        )
+    if old.expires_at is not None and old.expires_at <= (now or timezone.now()):
+        return f"API key {public_id} has expired: generate a new key instead of rotating it."
+    earlier = AuditEvent.objects.filter(action=AuditEvent.Action.ROTATE, public_id=public_id)
+    replaced_by = next(iter(earlier.values_list("detail__replaced_by", flat=True)), None)
+    if replaced_by is not None:
+        return f"API key {public_id} was already rotated: {replaced_by} replaces it."
+    return None
+
+
 @sensitive_variables("created")
 def rotate_key(
     *,
@@ -216,25 +249,22 @@ def rotate_key(
         old = ApiKey.objects.select_for_update().get(pk=get_key(public_id).pk)
         if form_token is not None and AuditEvent.objects.filter(form_token=form_token).exists():
             raise already_submitted(form_token)
-        if old.disabled_at is not None:
-            # A replacement would bring a disabled key's access back, and disabling is final.
-            raise KeyDisabled(
-                f"API key {public_id} is disabled, and disabling is final: generate a new "
-                "key instead of rotating it."
-            )
         now = timezone.now()
-        keep_expiry = old.expires_at if old.expires_at and old.expires_at > now else None
-        created = create_key(
+        refusal = rotation_refusal(old, now)
+        if refusal:
+            raise CannotRotate(refusal)
+        # As stored, not re-checked: another tool may have written what our forms refuse.
+        created = _insert_key(
             actor=actor,
             description=old.description,
-            expires_at=keep_expiry,
+            expires_at=old.expires_at,
             form_token=form_token,
         )
         if grace is None:
             ApiKey.objects.filter(pk=old.pk, disabled_at__isnull=True).update(
                 disabled_at=Now(), updated_at=Now()
             )
-        elif old.disabled_at is None:
+        else:
             ends = now + grace
             if old.expires_at is None or old.expires_at > ends:
                 ApiKey.objects.filter(pk=old.pk).update(expires_at=ends, updated_at=Now())

@@ -71,16 +71,32 @@ def parse(key: str) -> ParsedKey:
     return ParsedKey(public_id=parts[2], long_key=parts[3])
 
 
-_KEY_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])sk-t0-[A-Za-z0-9]{12}-[A-Za-z0-9]{48}(?![A-Za-z0-9])")
+# Word processors and chat apps turn "-" into these; a key pasted from them is still a key.
+_DASHES = str.maketrans(
+    dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-")
+)
+_KEY_IN_TEXT = re.compile(
+    r"(?<![A-Za-z0-9])(?:sk-t0-)?([A-Za-z0-9]{12})-([A-Za-z0-9]{48})(?![A-Za-z0-9])"
+)
+_LONG_KEY_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{48}(?![A-Za-z0-9])")
+_SECRET_LIKE = re.compile(r"[A-Za-z0-9]{40,}")
 
 
-def mentions_key(text: str) -> bool:
-    """True for anything that may carry a key, in any case and anywhere in the text
-    (`Bearer sk-t0-…`, `export TENSORZERO_API_KEY=sk-t0-…`): such text is a secret."""
-    return f"{PREFIX}-{VERSION}-" in text.lower()
+def may_hold_secret(text: str) -> bool:
+    """True for text that may carry a key or its secret part: `Bearer sk-t0-…`,
+    `export TENSORZERO_API_KEY=…`, the 48 characters a double click selects, a key
+    with typographic dashes. Such text is a secret: never a URL, never a log line."""
+    return f"{PREFIX}-{VERSION}-" in text.translate(_DASHES).lower() or bool(
+        _SECRET_LIKE.search(text)
+    )
 
 
-def extract(text: str) -> str | None:
-    """The first whole key inside `text`, as the gateway would read it, if any."""
-    found = _KEY_IN_TEXT.search(text)
-    return found.group(0) if found else None
+def extract(text: str) -> ParsedKey | None:
+    """The first key inside `text`, with or without its `sk-t0-`, as the gateway would
+    read it once the dashes are plain; or just its secret part (public_id empty)."""
+    plain = text.translate(_DASHES)
+    found = _KEY_IN_TEXT.search(plain)
+    if found:
+        return ParsedKey(public_id=found.group(1), long_key=found.group(2))
+    alone = _LONG_KEY_IN_TEXT.search(plain)
+    return ParsedKey(public_id="", long_key=alone.group(0)) if alone else None

@@ -72,7 +72,7 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
     """The Find box. It posts, so that a pasted key never lands in a URL or a log: a whole
     key is checked here as the gateway would; anything else becomes a search."""
     query = request.POST.get("query", "").strip()
-    if not tokens.mentions_key(query):
+    if not tokens.may_hold_secret(query):
         try:
             query = listing.parse_query(query)
         except listing.BadPageRequest as error:
@@ -80,24 +80,28 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
         target = reverse("keys:list") + (f"?{urlencode({'q': query})}" if query else "")
         return redirect(target)
     # Whatever surrounds it (Bearer, export …=, quotes), the key inside is what counts;
-    # text that mentions sk-t0- is never turned into a search URL.
-    whole_key = tokens.extract(query)
-    if whole_key is None:
+    # text that may hold a secret is never turned into a search URL.
+    parsed = tokens.extract(query)
+    if parsed is None:
         return _problem(
             request,
-            "That is not a whole TensorZero API key (sk-t0-, 12 letters or digits, -, 48 more): "
-            "the gateway would refuse it as it is.",
+            "That looks like part of a secret, so it was not searched for. Paste the whole "
+            "key (sk-t0-, 12 letters or digits, -, 48 more) or its 48-character secret part.",
             400,
         )
-    parsed = tokens.parse(whole_key)
-    api_key = ApiKey.objects.filter(public_id=parsed.public_id).first()
+    if parsed.public_id:
+        api_key = ApiKey.objects.filter(public_id=parsed.public_id).first()
+    else:
+        # The secret part alone: found by its hash, one sequential scan (no index there).
+        api_key = ApiKey.objects.filter(hash=parsed.hash).first()
     genuine = api_key is not None and hmac.compare_digest(api_key.hash, parsed.hash)
-    response = _render(
-        request,
-        "keys/find.html",
-        None,
-        {"public_id": parsed.public_id, "key": api_key, "genuine": genuine},
-    )
+    context = {
+        "public_id": parsed.public_id or (api_key.public_id if api_key else ""),
+        "key": api_key,
+        "genuine": genuine,
+        "secret_only": not parsed.public_id,
+    }
+    response = _render(request, "keys/find.html", None, context)
     add_never_cache_headers(response)
     return response
 
@@ -177,17 +181,14 @@ def rotate_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     api_key = _key_or_404(request, public_id)
     if isinstance(api_key, HttpResponse):
         return api_key
-    if api_key.disabled_at is not None:
-        return _problem(
-            request,
-            f"API key {public_id} is disabled, and disabling is final: generate a new key "
-            "instead of rotating it.",
-            409,
-        )
     if request.method == "GET":
+        refusal = service.rotation_refusal(api_key)
+        if refusal:
+            return _problem(request, refusal, 409)
         return _render(
             request, "keys/rotate.html", "confirm", {"key": api_key, "form": RotateForm()}
         )
+    # On POST the service decides, under its lock, and a form sent twice hears so first.
     form = RotateForm(request.POST)
     if not form.is_valid():
         context = {"key": api_key, "form": form}
@@ -199,7 +200,7 @@ def rotate_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
             grace=form.grace_period(),
             form_token=form.cleaned_data["form_token"],
         )
-    except (service.AlreadySubmitted, service.KeyDisabled) as error:
+    except service.ServiceError as error:
         return _problem(request, str(error), 409)
     return _show_secret(request, rotation.created, old=rotation.old)
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.http import require_GET
 
 from keys import gateway_schema
@@ -14,12 +15,14 @@ log = logging.getLogger("t0admin.health")
 
 
 @never_cache
+@xframe_options_deny
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
 @never_cache
+@xframe_options_deny
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     try:

@@ -59,43 +59,52 @@ def _gunicorn_command(bind: str) -> list[str]:
     ]
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _ignore_stop_signals() -> None:
+    """Once stopping, more Ctrl-C must not cut the stop short (and leave PostgreSQL)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def main() -> int:
     from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import CommandError
 
     bind = os.environ.get("T0ADMIN_BIND", "").strip() or "127.0.0.1:4000"
     data = embedded.data_dir()
     env = dict(os.environ)
     server: Any = None
-    if not env.get("TENSORZERO_POSTGRES_URL", "").strip():
-        print(f"t0admin: starting the embedded PostgreSQL in {data / 'postgres'}", flush=True)
-        server = embedded.start(data)
-        env["TENSORZERO_POSTGRES_URL"] = embedded.url(server)
-        if not env.get("DJANGO_SECRET_KEY"):
-            env["DJANGO_SECRET_KEY"] = embedded.secret_key(data)
-
-    align_gunicorn_trust(env)
     gunicorn: subprocess.Popen[bytes] | None = None
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
     # Both, explicitly: a shell that starts us in the background leaves SIGINT ignored,
     # and Docker stops containers with SIGTERM.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupt)
     try:
+        if not env.get("TENSORZERO_POSTGRES_URL", "").strip():
+            print(f"t0admin: starting the embedded PostgreSQL in {data / 'postgres'}", flush=True)
+            # Held back while the server starts, so that `server` is set whenever a stop
+            # arrives and the finally below can stop what was started.
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                server = embedded.start(data)
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            env["TENSORZERO_POSTGRES_URL"] = embedded.url(server)
+            if not env.get("DJANGO_SECRET_KEY"):
+                env["DJANGO_SECRET_KEY"] = embedded.secret_key(data)
+        align_gunicorn_trust(env)
         try:
             _prepare(env)
-        except ImproperlyConfigured as error:
+        except (ImproperlyConfigured, CommandError) as error:
+            # A start-up failure the user can fix deserves one clear line.
             print(f"t0admin: {error}", file=sys.stderr)
             return 2
-        except Exception as error:  # noqa: BLE001  a start-up failure deserves one clear line
-            from django.core.management import CommandError
-
-            if isinstance(error, CommandError):
-                print(f"t0admin: {error}", file=sys.stderr)
-                return 2
-            raise
         host, _, port = bind.rpartition(":")
         shown = "localhost" if host in {"127.0.0.1", "0.0.0.0", "[::]", "[::1]", ""} else host  # noqa: S104
         print(
@@ -109,6 +118,7 @@ def main() -> int:
         gunicorn = subprocess.Popen(_gunicorn_command(bind), env=env)  # noqa: S603
         return gunicorn.wait()
     except KeyboardInterrupt:
+        _ignore_stop_signals()
         print("\nt0admin: stopping", flush=True)
         if gunicorn is not None and gunicorn.poll() is None:
             gunicorn.send_signal(signal.SIGTERM)
@@ -119,6 +129,7 @@ def main() -> int:
                 gunicorn.wait()
         return 0
     finally:
+        _ignore_stop_signals()
         if server is not None:
             embedded.stop(server)
             print("t0admin: embedded PostgreSQL stopped", flush=True)

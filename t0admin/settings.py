@@ -102,13 +102,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Probes call by address, before host checks, redirects and sign-in (see the class).
-    "t0admin.health.HealthMiddleware",
-    # Then: every later layer (https redirect, host check, CSRF) must see only the
+    # First: every later layer (https redirect, host check, CSRF) must see only the
     # forwarded headers a trusted proxy vouches for.
     "t0admin.proxy.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Probes call by address: answered after the security headers are set, before the
+    # host check and sign-in (see the class).
+    "t0admin.health.HealthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -107,3 +107,13 @@ def test_list_api_keys_survives_an_infinite_expiry() -> None:
 
 def test_models_match_their_migrations() -> None:
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_list_api_keys_escapes_control_characters_another_tool_stored() -> None:
+    from django.db import connection
+
+    service.create_key(actor="t")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tensorzero_auth_api_key SET description = 'red\x1b[31m'")
+    output = run("list_api_keys")
+    assert "\x1b" not in output and "red\\x1b[31m" in output

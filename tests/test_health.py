@@ -97,3 +97,11 @@ def test_readyz_does_not_tell_strangers_where_the_database_is() -> None:
     )
     assert "127.0.0.1" not in result.stdout and "port" not in result.stdout
     assert "database unreachable" in result.stdout
+
+
+def test_health_answers_carry_the_security_headers(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert "script-src 'self'" in response["Content-Security-Policy"]

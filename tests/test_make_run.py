@@ -150,3 +150,33 @@ def test_one_signal_to_serve_stops_gunicorn_and_postgres(tmp_path: Path, signum:
     assert server.returncode == 0, output
     assert "embedded PostgreSQL stopped" in output
     assert leftovers(data, port) == []
+
+
+def test_a_stop_during_start_up_leaves_nothing_running(tmp_path: Path) -> None:
+    import sys
+
+    data = tmp_path / "data"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"TENSORZERO_POSTGRES_URL"}}
+    env.update(T0ADMIN_DATA_DIR=str(data), T0ADMIN_BIND=f"127.0.0.1:{port}")
+    env.pop("DJANGO_SECRET_KEY", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "t0admin.serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert "starting the embedded PostgreSQL" in server.stdout.readline()
+        server.send_signal(signal.SIGTERM)  # while PostgreSQL is still starting
+        output, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            kill_leftovers(data, port)
+    assert server.returncode == 0, output
+    assert "Traceback" not in output
+    assert leftovers(data, port) == []

@@ -246,6 +246,31 @@ def test_rotate_unknown_key_changes_nothing() -> None:
 def test_rotating_a_disabled_key_is_refused_and_creates_nothing() -> None:
     old = service.create_key(actor="alice")
     service.disable_key(actor="alice", public_id=old.api_key.public_id)
-    with pytest.raises(service.KeyDisabled, match="disabling is final"):
+    with pytest.raises(service.CannotRotate, match="disabling is final"):
         service.rotate_key(actor="alice", public_id=old.api_key.public_id)
     assert ApiKey.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_rotations_of_one_key_make_one_replacement() -> None:
+    public_id = service.create_key(actor="alice").api_key.public_id
+    barrier = threading.Barrier(3)
+    outcomes: list[str] = []
+
+    def rotate() -> None:
+        barrier.wait()
+        try:
+            service.rotate_key(actor="alice", public_id=public_id, grace=timedelta(hours=1))
+            outcomes.append("rotated")
+        except service.CannotRotate:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=rotate) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["refused", "refused", "rotated"]
+    assert ApiKey.objects.count() == 2

@@ -553,6 +553,7 @@ def test_rotate_double_submit_is_409(admin_client: Client) -> None:
     assert admin_client.post(f"/api-keys/{public_id}/rotate", fields).status_code == 200
     second = admin_client.post(f"/api-keys/{public_id}/rotate", fields)
     assert second.status_code == 409
+    assert "already submitted" in second.content.decode()
     assert ApiKey.objects.count() == 2
 
 
@@ -646,7 +647,7 @@ def test_find_reads_a_key_inside_pasted_text(admin_client: Client, wrapping: str
     assert "This key is genuine" in response.content.decode()
 
 
-@pytest.mark.parametrize("text", ["SK-T0-{}", "sk-t0-{}x", "token: sk-t0-{}"[:-2]])
+@pytest.mark.parametrize("text", ["SK-T0-{}", "sk-t0-{}x", "token: sk\u2010t0\u2010{}", "{}"])
 def test_find_never_redirects_text_that_mentions_a_key(admin_client: Client, text: str) -> None:
     secret = service.create_key(actor="t").secret
     query = text.format(secret.removeprefix("sk-t0-"))
@@ -679,7 +680,8 @@ def test_expiry_beyond_pythons_range_written_elsewhere_does_not_break_the_page(
     assert response.status_code == 200
     row = response.content.decode().split(f'id="key-{public_id}"')[1].split("</tr>")[0]
     assert "Active" in row and "9999-12-30" in row
-    assert admin_client.get(f"/api-keys/{public_id}/rotate").status_code == 200
+    fields = rotate_form(admin_client, public_id)
+    assert admin_client.post(f"/api-keys/{public_id}/rotate", fields).status_code == 200
 
 
 def test_rotating_a_disabled_key_is_409(admin_client: Client) -> None:
@@ -693,7 +695,7 @@ def test_rotating_a_disabled_key_is_409(admin_client: Client) -> None:
     assert ApiKey.objects.count() == 1
 
 
-@pytest.mark.parametrize("description", ["bell\x07", "esc\x1b[31mred", "line\nbreak"])
+@pytest.mark.parametrize("description", ["bell\x07", "esc\x1b[31mred", "line\nbreak", "a\u202eb"])
 def test_control_characters_in_descriptions_are_refused(
     admin_client: Client, description: str
 ) -> None:
@@ -713,3 +715,85 @@ def test_audit_trail_shows_expiries_in_the_viewers_zone(admin_client: Client) ->
     admin_client.cookies["t0admin_tz"] = "Asia/Tokyo"
     html = admin_client.get("/api-keys/audit").content.decode()
     assert "expires 2031-06-01 21:00 JST" in html
+
+
+def test_rotate_a_key_another_tool_wrote_copies_it_as_stored(admin_client: Client) -> None:
+    from django.db import connection
+
+    public_id = service.create_key(actor="t").api_key.public_id
+    odd = "tab\there " + "x" * 300  # the gateway's CLI and column allow what our forms refuse
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE tensorzero_auth_api_key SET description = %s WHERE public_id = %s",
+            [odd, public_id],
+        )
+    fields = rotate_form(admin_client, public_id)
+    assert admin_client.post(f"/api-keys/{public_id}/rotate", fields).status_code == 200
+    assert ApiKey.objects.exclude(public_id=public_id).get().description == odd
+
+
+def test_expired_key_offers_no_rotate_and_refuses_one(admin_client: Client) -> None:
+    public_id = service.create_key(
+        actor="t", expires_at=timezone.now() + timedelta(hours=1)
+    ).api_key.public_id
+    form = rotate_form(admin_client, public_id)
+    ApiKey.objects.filter(public_id=public_id).update(
+        expires_at=timezone.now() - timedelta(hours=1)
+    )
+    assert f"Rotate {public_id}" not in admin_client.get("/api-keys").content.decode()
+    response = admin_client.post(f"/api-keys/{public_id}/rotate", form)
+    assert response.status_code == 409 and "has expired" in response.content.decode()
+    assert ApiKey.objects.count() == 1
+
+
+def test_a_key_in_its_grace_period_cannot_be_rotated_again(admin_client: Client) -> None:
+    public_id = service.create_key(actor="t").api_key.public_id
+    first = rotate_form(admin_client, public_id, grace="24h")
+    assert admin_client.post(f"/api-keys/{public_id}/rotate", first).status_code == 200
+    replacement = ApiKey.objects.exclude(public_id=public_id).get().public_id
+    again = admin_client.get(f"/api-keys/{public_id}/rotate")
+    assert again.status_code == 409
+    assert f"already rotated: {replacement} replaces it" in again.content.decode()
+    assert ApiKey.objects.count() == 2
+
+
+def test_find_by_the_secret_part_alone(admin_client: Client) -> None:
+    created = service.create_key(actor="t")
+    long_key = created.secret.split("-")[3]
+    response = admin_client.post("/api-keys/find", {"query": long_key})
+    html = response.content.decode()
+    assert "Location" not in response
+    assert "This key is genuine" in html and created.api_key.public_id in html
+    assert long_key not in html
+
+
+def test_find_without_the_sk_t0_prefix_or_with_typographic_dashes(admin_client: Client) -> None:
+    created = service.create_key(actor="t")
+    bare = created.secret.removeprefix("sk-t0-")
+    for query in (bare, created.secret.replace("-", "\u2013")):
+        html = admin_client.post("/api-keys/find", {"query": query}).content.decode()
+        assert "This key is genuine" in html
+
+
+def test_find_unknown_secret_part(admin_client: Client) -> None:
+    html = admin_client.post("/api-keys/find", {"query": "Q" * 48}).content.decode()
+    assert "No key here has that secret" in html and "Q" * 48 not in html
+
+
+@pytest.mark.parametrize("stored", ["-infinity", "0001-01-01 00:00:00+14", "4000-01-01 BC"])
+def test_expiry_before_year_one_written_elsewhere_shows_as_expired(
+    admin_client: Client, stored: str
+) -> None:
+    from django.db import connection
+
+    public_id = service.create_key(actor="t").api_key.public_id
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE tensorzero_auth_api_key SET expires_at = %s::timestamptz WHERE public_id = %s",
+            [stored, public_id],
+        )
+    response = admin_client.get("/api-keys")
+    assert response.status_code == 200
+    row = response.content.decode().split(f'id="key-{public_id}"')[1].split("</tr>")[0]
+    assert "Expired" in row
+    assert admin_client.post("/api-keys/find", {"query": public_id}).status_code == 302

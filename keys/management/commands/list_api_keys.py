@@ -1,10 +1,19 @@
 import json
+import unicodedata
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from keys.models import ApiKey
+
+
+def _printable(text: str) -> str:
+    """Control characters escaped: another tool may have stored what ours refuses."""
+    return "".join(
+        char.encode("unicode_escape").decode() if unicodedata.category(char) == "Cc" else char
+        for char in text
+    )
 
 
 def _iso(value: Any) -> str | None:
@@ -41,5 +50,5 @@ class Command(BaseCommand):
             expires = (row["expires_at"] or "never")[:19]
             self.stdout.write(
                 f"{row['public_id']:<12}  {row['status']:<8}  {expires:<20}  "
-                f"{row['description'] or '—'}"
+                f"{_printable(row['description'] or '—')}"
             )
