@@ -168,6 +168,16 @@ def get_key(public_id: str) -> ApiKey:
         raise KeyNotFound(f"No API key has the public ID {public_id}.") from None
 
 
+def _disable(api_key: ApiKey) -> bool:
+    """Set disabled_at only where it is still NULL, so the first disable time is kept;
+    True when this call disabled the key. The database's clock, as the gateway's CLI."""
+    return bool(
+        ApiKey.objects.filter(pk=api_key.pk, disabled_at__isnull=True).update(
+            disabled_at=Now(), updated_at=Now()
+        )
+    )
+
+
 def disable_key(*, actor: str, public_id: str) -> tuple[ApiKey, bool]:
     """Disable a key; returns it and whether this call disabled it.
 
@@ -176,11 +186,7 @@ def disable_key(*, actor: str, public_id: str) -> tuple[ApiKey, bool]:
     """
     with transaction.atomic():
         api_key = get_key(public_id)
-        changed = bool(
-            ApiKey.objects.filter(pk=api_key.pk, disabled_at__isnull=True).update(
-                disabled_at=Now(), updated_at=Now()
-            )
-        )
+        changed = _disable(api_key)
         api_key.refresh_from_db()
         if changed:
             AuditEvent.objects.create(
@@ -261,9 +267,7 @@ def rotate_key(
             form_token=form_token,
         )
         if grace is None:
-            ApiKey.objects.filter(pk=old.pk, disabled_at__isnull=True).update(
-                disabled_at=Now(), updated_at=Now()
-            )
+            _disable(old)
         else:
             ends = now + grace
             if old.expires_at is None or old.expires_at > ends:

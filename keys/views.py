@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
@@ -143,19 +145,28 @@ def _show_secret(
     return response
 
 
-def _key_or_404(request: HtmxHttpRequest, public_id: str) -> ApiKey | HttpResponse:
-    try:
-        return service.get_key(public_id)
-    except service.KeyNotFound as error:
-        return _problem(request, str(error), 404)
+KeyView = Callable[[HtmxHttpRequest, ApiKey], HttpResponse]
+
+
+def with_key(view: KeyView) -> Callable[[HtmxHttpRequest, str], HttpResponse]:
+    """Resolve the URL's public ID to its key, or answer 404 in words."""
+
+    @wraps(view)
+    def wrapped(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+        try:
+            api_key = service.get_key(public_id)
+        except service.KeyNotFound as error:
+            return _problem(request, str(error), 404)
+        return view(request, api_key)
+
+    return wrapped
 
 
 @require_http_methods(["GET", "POST"])
 @require_writer
-def disable_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    api_key = _key_or_404(request, public_id)
-    if isinstance(api_key, HttpResponse):
-        return api_key
+@with_key
+def disable_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
+    public_id = api_key.public_id
     if request.method == "GET":
         return _render(request, "keys/disable.html", "confirm", {"key": api_key})
     api_key, changed = service.disable_key(actor=request.user.get_username(), public_id=public_id)
@@ -177,10 +188,9 @@ def disable_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
 @sensitive_variables("rotation")
 @require_http_methods(["GET", "POST"])
 @require_writer
-def rotate_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    api_key = _key_or_404(request, public_id)
-    if isinstance(api_key, HttpResponse):
-        return api_key
+@with_key
+def rotate_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
+    public_id = api_key.public_id
     if request.method == "GET":
         refusal = service.rotation_refusal(api_key)
         if refusal:
@@ -207,10 +217,9 @@ def rotate_key(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @require_writer
-def edit_description(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    api_key = _key_or_404(request, public_id)
-    if isinstance(api_key, HttpResponse):
-        return api_key
+@with_key
+def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
+    public_id = api_key.public_id
     if request.method == "GET":
         form = DescriptionForm(initial={"description": api_key.description})
         return _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -19,19 +21,40 @@ from tests.conftest import ROOT, free_port
 pytestmark = pytest.mark.slow
 
 
-def start(data: Path, port: int) -> subprocess.Popen[str]:
+def start(
+    data: Path,
+    port: int,
+    command: tuple[str, ...] = ("make", "--no-print-directory", "run"),
+    **popen: Any,
+) -> subprocess.Popen[str]:
+    """The default run (embedded PostgreSQL in `data`), as a user starts it."""
     env = {k: v for k, v in os.environ.items() if k not in {"TENSORZERO_POSTGRES_URL"}}
     env.update(T0ADMIN_DATA_DIR=str(data), T0ADMIN_BIND=f"127.0.0.1:{port}")
     env.pop("DJANGO_SECRET_KEY", None)
     return subprocess.Popen(
-        ["make", "--no-print-directory", "run"],
+        list(command),
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # its own process group, like a terminal's foreground job
+        **popen,
     )
+
+
+SERVE = (sys.executable, "-m", "t0admin.serve")
+
+
+def stop_or_kill(server: subprocess.Popen[str], data: Path, port: int) -> str:
+    """Wait for a stopping server; if it hangs, kill what it left so no test leaves
+    servers behind, and return its output either way."""
+    try:
+        output, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            kill_leftovers(data, port)
+    return output
 
 
 def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 90) -> None:
@@ -87,7 +110,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port()
 
-    first = start(data, port)
+    first = start(data, port, start_new_session=True)  # its own group, like a terminal job
     try:
         wait_ready(port, first)
         with psycopg.connect(host=socket_dir(data), dbname="postgres", user="postgres") as conn:
@@ -104,7 +127,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     assert first.returncode in (0, -signal.SIGINT), output
     assert leftovers(data, port) == []
 
-    second = start(data, port)
+    second = start(data, port, start_new_session=True)
     try:
         wait_ready(port, second)
         with psycopg.connect(host=socket_dir(data), dbname="postgres", user="postgres") as conn:
@@ -122,61 +145,29 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
 def test_one_signal_to_serve_stops_gunicorn_and_postgres(tmp_path: Path, signum: int) -> None:
     """Docker stops a container with SIGTERM to its one process, t0admin.serve; and a
     shell that starts it in the background leaves SIGINT ignored, which must not matter."""
-    import sys
-
-    data = tmp_path / "data"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"TENSORZERO_POSTGRES_URL"}}
-    env.update(T0ADMIN_DATA_DIR=str(data), T0ADMIN_BIND=f"127.0.0.1:{port}")
-    env.pop("DJANGO_SECRET_KEY", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "t0admin.serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        # As a background job of a script: SIGINT ignored from the start.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
-    )
+    data, port = tmp_path / "data", free_port()
+    # As a background job of a script: SIGINT ignored from the start.
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    server = start(data, port, SERVE, preexec_fn=ignore_sigint)  # noqa: PLW1509
     try:
         wait_ready(port, server)
-        server.send_signal(signum)  # to serve alone, not to its process group
-        output, _ = server.communicate(timeout=60)
     finally:
-        if server.poll() is None:
-            server.kill()
-            kill_leftovers(data, port)
+        server.send_signal(signum)  # to serve alone, not to its process group
+        output = stop_or_kill(server, data, port)
     assert server.returncode == 0, output
     assert "embedded PostgreSQL stopped" in output
     assert leftovers(data, port) == []
 
 
 def test_a_stop_during_start_up_leaves_nothing_running(tmp_path: Path) -> None:
-    import sys
-
-    data = tmp_path / "data"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"TENSORZERO_POSTGRES_URL"}}
-    env.update(T0ADMIN_DATA_DIR=str(data), T0ADMIN_BIND=f"127.0.0.1:{port}")
-    env.pop("DJANGO_SECRET_KEY", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "t0admin.serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    data, port = tmp_path / "data", free_port()
+    server = start(data, port, SERVE)
     try:
         assert server.stdout is not None
         assert "starting the embedded PostgreSQL" in server.stdout.readline()
-        server.send_signal(signal.SIGTERM)  # while PostgreSQL is still starting
-        output, _ = server.communicate(timeout=60)
     finally:
-        if server.poll() is None:
-            server.kill()
-            kill_leftovers(data, port)
+        server.send_signal(signal.SIGTERM)  # while PostgreSQL is still starting
+        output = stop_or_kill(server, data, port)
     assert server.returncode == 0, output
     assert "Traceback" not in output
     assert leftovers(data, port) == []

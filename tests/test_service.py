@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,29 @@ from keys.models import ApiKey, AuditEvent
 from tests.conftest import gateway_accepts
 
 pytestmark = pytest.mark.django_db
+
+
+def at_once(count: int, call: Callable[[], None], expected: type[Exception]) -> list[str]:
+    """Run `call` from `count` threads released together; "ok" or "refused" for each."""
+    barrier = threading.Barrier(count)
+    outcomes: list[str] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            call()
+            outcomes.append("ok")
+        except expected:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return sorted(outcomes)
 
 
 def test_created_key_is_stored_as_the_gateway_expects() -> None:
@@ -171,25 +195,12 @@ def test_same_form_token_twice_creates_one_key() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_same_form_token_from_two_requests_at_once_creates_one_key() -> None:
     token = uuid.uuid4()
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
-
-    def submit() -> None:
-        barrier.wait()
-        try:
-            service.create_key(actor="alice", form_token=token)
-            outcomes.append("created")
-        except service.AlreadySubmitted:
-            outcomes.append("refused")
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=submit) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert sorted(outcomes) == ["created", "refused"]
+    outcomes = at_once(
+        2,
+        lambda: service.create_key(actor="alice", form_token=token) and None,
+        service.AlreadySubmitted,
+    )
+    assert outcomes == ["ok", "refused"]
     assert ApiKey.objects.count() == 1
 
 
@@ -254,23 +265,13 @@ def test_rotating_a_disabled_key_is_refused_and_creates_nothing() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_rotations_of_one_key_make_one_replacement() -> None:
     public_id = service.create_key(actor="alice").api_key.public_id
-    barrier = threading.Barrier(3)
-    outcomes: list[str] = []
-
-    def rotate() -> None:
-        barrier.wait()
-        try:
+    outcomes = at_once(
+        3,
+        lambda: (
             service.rotate_key(actor="alice", public_id=public_id, grace=timedelta(hours=1))
-            outcomes.append("rotated")
-        except service.CannotRotate:
-            outcomes.append("refused")
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=rotate) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert sorted(outcomes) == ["refused", "refused", "rotated"]
+            and None
+        ),
+        service.CannotRotate,
+    )
+    assert outcomes == ["ok", "refused", "refused"]
     assert ApiKey.objects.count() == 2

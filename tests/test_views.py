@@ -661,12 +661,8 @@ def test_search_refuses_text_that_mentions_a_key(admin_client: Client, q: str) -
     assert admin_client.get("/api-keys", {"q": q}).status_code == 400
 
 
-@pytest.mark.parametrize(
-    "stored", ["infinity", "10000-01-01 00:00:00+00", "9999-12-31 23:59:59-14"]
-)
-def test_expiry_beyond_pythons_range_written_elsewhere_does_not_break_the_page(
-    admin_client: Client, stored: str
-) -> None:
+def key_expiring_at(stored: str) -> str:
+    """A key whose expiry another tool wrote as `stored` (PostgreSQL's own syntax)."""
     from django.db import connection
 
     public_id = service.create_key(actor="t").api_key.public_id
@@ -675,6 +671,16 @@ def test_expiry_beyond_pythons_range_written_elsewhere_does_not_break_the_page(
             "UPDATE tensorzero_auth_api_key SET expires_at = %s::timestamptz WHERE public_id = %s",
             [stored, public_id],
         )
+    return public_id
+
+
+@pytest.mark.parametrize(
+    "stored", ["infinity", "10000-01-01 00:00:00+00", "9999-12-31 23:59:59-14"]
+)
+def test_expiry_beyond_pythons_range_written_elsewhere_does_not_break_the_page(
+    admin_client: Client, stored: str
+) -> None:
+    public_id = key_expiring_at(stored)
     admin_client.cookies["t0admin_tz"] = "Pacific/Kiritimati"  # UTC+14, the far edge
     response = admin_client.get("/api-keys")
     assert response.status_code == 200
@@ -784,14 +790,7 @@ def test_find_unknown_secret_part(admin_client: Client) -> None:
 def test_expiry_before_year_one_written_elsewhere_shows_as_expired(
     admin_client: Client, stored: str
 ) -> None:
-    from django.db import connection
-
-    public_id = service.create_key(actor="t").api_key.public_id
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE tensorzero_auth_api_key SET expires_at = %s::timestamptz WHERE public_id = %s",
-            [stored, public_id],
-        )
+    public_id = key_expiring_at(stored)
     response = admin_client.get("/api-keys")
     assert response.status_code == 200
     row = response.content.decode().split(f'id="key-{public_id}"')[1].split("</tr>")[0]
