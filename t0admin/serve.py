@@ -59,7 +59,8 @@ def _gunicorn_command(bind: str) -> list[str]:
     ]
 
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+# SIGHUP too: closing the terminal that runs `make run` must stop PostgreSQL as well.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

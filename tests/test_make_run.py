@@ -50,11 +50,17 @@ def stop_or_kill(server: subprocess.Popen[str], data: Path, port: int) -> str:
     servers behind, and return its output either way."""
     try:
         output, _ = server.communicate(timeout=60)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            kill_leftovers(data, port)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        kill_leftovers(data, port)
+        raise
     return output
+
+
+def assert_nothing_left(data: Path, port: int, grace: float = 10) -> None:
+    found = leftovers(data, port, grace)
+    kill_leftovers(data, port)  # a failing test must not leave servers behind either
+    assert found == []
 
 
 def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 90) -> None:
@@ -125,7 +131,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     assert "Sign in as 'admin'" in output
     # make itself re-raises SIGINT after its child has finished, as on a terminal.
     assert first.returncode in (0, -signal.SIGINT), output
-    assert leftovers(data, port) == []
+    assert_nothing_left(data, port)
 
     second = start(data, port, start_new_session=True)
     try:
@@ -138,10 +144,10 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         output = ctrl_c(second)
     assert kept == [("KEEPMEKEEPME",)]
     assert "Sign in as 'admin'" not in output  # the first run's user is still there
-    assert leftovers(data, port) == []
+    assert_nothing_left(data, port)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_one_signal_to_serve_stops_gunicorn_and_postgres(tmp_path: Path, signum: int) -> None:
     """Docker stops a container with SIGTERM to its one process, t0admin.serve; and a
     shell that starts it in the background leaves SIGINT ignored, which must not matter."""
@@ -156,7 +162,7 @@ def test_one_signal_to_serve_stops_gunicorn_and_postgres(tmp_path: Path, signum:
         output = stop_or_kill(server, data, port)
     assert server.returncode == 0, output
     assert "embedded PostgreSQL stopped" in output
-    assert leftovers(data, port) == []
+    assert_nothing_left(data, port)
 
 
 def test_a_stop_during_start_up_leaves_nothing_running(tmp_path: Path) -> None:
@@ -170,4 +176,17 @@ def test_a_stop_during_start_up_leaves_nothing_running(tmp_path: Path) -> None:
         output = stop_or_kill(server, data, port)
     assert server.returncode == 0, output
     assert "Traceback" not in output
-    assert leftovers(data, port) == []
+    assert_nothing_left(data, port)
+
+
+def test_stopping_make_alone_stops_everything(tmp_path: Path) -> None:
+    """`timeout make run` or a supervisor sends SIGTERM to make alone; GNU make passes it
+    on to the recipe, and serve must then stop gunicorn and PostgreSQL too."""
+    data, port = tmp_path / "data", free_port()
+    server = start(data, port, start_new_session=True)
+    try:
+        wait_ready(port, server)
+    finally:
+        os.kill(server.pid, signal.SIGTERM)  # make only, not its process group
+        stop_or_kill(server, data, port)
+    assert_nothing_left(data, port, grace=30)
