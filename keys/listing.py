@@ -26,7 +26,6 @@ class BadPageRequest(ValueError):
 @dataclass(frozen=True)
 class Page:
     keys: list[ApiKey]
-    limit: int
     previous_cursor: str | None  # ?after=<public_id>: the page before this one
     next_cursor: str | None  # ?before=<public_id>: the page after this one
 
@@ -95,9 +94,8 @@ def page(limit: int, before: str | None = None, after: str | None = None, query:
             return page(limit, query=query)
         return Page(
             keys=rows,
-            limit=limit,
-            previous_cursor=rows[0].public_id if rows and more_newer else None,
-            next_cursor=rows[-1].public_id if rows else None,
+            previous_cursor=rows[0].public_id if more_newer else None,
+            next_cursor=rows[-1].public_id,  # the cursor itself is older: there is more
         )
     if before:
         keys = keys.filter(id__lt=_cursor_id(before, "before"))
@@ -106,7 +104,6 @@ def page(limit: int, before: str | None = None, after: str | None = None, query:
     rows = rows[:limit]
     return Page(
         keys=rows,
-        limit=limit,
         previous_cursor=rows[0].public_id if rows and before else None,
         next_cursor=rows[-1].public_id if rows and more_older else None,
     )

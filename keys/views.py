@@ -60,9 +60,9 @@ def key_list(request: HtmxHttpRequest) -> HttpResponse:
         )
     except listing.BadPageRequest as error:
         return _problem(request, str(error), 400)
-    keep = {"limit": limit} if limit != listing.DEFAULT_LIMIT else {}
+    keep: dict[str, int | str] = {"limit": limit} if limit != listing.DEFAULT_LIMIT else {}
     if query:
-        keep["q"] = query  # type: ignore[assignment]
+        keep["q"] = query
     context = {"page": page, "query": query, "keep": "&" + urlencode(keep) if keep else ""}
     return _render(request, "keys/list.html", "table", context)
 
