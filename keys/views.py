@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from keys import listing, service, tokens
@@ -102,6 +103,7 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
         "key": api_key,
         "genuine": genuine,
         "secret_only": not parsed.public_id,
+        "keys": [api_key] if api_key else [],
     }
     response = _render(request, "keys/find.html", None, context)
     add_never_cache_headers(response)
@@ -222,7 +224,13 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     public_id = api_key.public_id
     if request.method == "GET":
         form = DescriptionForm(initial={"description": api_key.description})
-        return _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
+        response = _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
+        if request.htmx:
+            # The row's link carries no htmx attributes (the tbody's send it to the
+            # dialog): the form replaces the row it was opened from.
+            retarget(response, f"#key-{public_id}")
+            reswap(response, "outerHTML")
+        return response
     form = DescriptionForm(request.POST)
     if not form.is_valid():
         context = {"key": api_key, "form": form}
@@ -233,7 +241,7 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
         description=form.cleaned_data["description"],
     )
     if request.htmx:
-        return _render(request, "keys/list.html", "row", {"key": api_key})
+        return _render(request, "keys/list.html", "rows", {"keys": [api_key]})
     messages.success(request, f"Description of API key {public_id} saved.")
     return redirect("keys:list")
 

@@ -83,6 +83,49 @@ def test_list_marks_disabled_and_expired_keys(admin_client: Client) -> None:
     assert "Expired<span" in expired_row
 
 
+def test_rows_escape_descriptions(admin_client: Client) -> None:
+    service.create_key(actor="t", description='<script>alert(1)</script> & "q"')
+    html = admin_client.get("/api-keys").content.decode()
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;q&#34;" in html
+
+
+def test_row_links_are_plain_links_under_one_set_of_htmx_attributes(admin_client: Client) -> None:
+    make_keys(3)
+    html = admin_client.get("/api-keys").content.decode()
+    body = html[html.index('<tbody id="key-rows"') : html.index("</tbody>")]
+    tbody = body[: body.index(">") + 1]
+    assert 'hx-boost="true"' in tbody and 'hx-target="#modal-body"' in tbody
+    assert "hx-" not in body[len(tbody) :]  # not one per link: the tbody's apply to all
+    assert body.count("/description") == 3
+
+
+def test_row_dates_read_as_before(admin_client: Client) -> None:
+    """The rows format dates themselves; they must read as Django's date filter did."""
+    from datetime import datetime
+
+    from django.utils import dateformat
+    from zoneinfo import ZoneInfo
+
+    expires = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
+    key = service.create_key(actor="t", expires_at=expires).api_key
+    admin_client.cookies["t0admin_tz"] = "America/New_York"
+    html = admin_client.get("/api-keys").content.decode()
+    for value in (expires, ApiKey.objects.get(pk=key.pk).created_at):
+        local = value.astimezone(ZoneInfo("America/New_York"))
+        shown = dateformat.format(local, "Y-m-d H:i T")
+        assert f'<time datetime="{dateformat.format(local, "c")}">{shown}</time>' in html
+    assert "2031-06-01 08:00 EDT" in html
+
+
+def test_edit_link_by_htmx_replaces_its_own_row(admin_client: Client) -> None:
+    public_id = make_keys(1)[0]
+    response = admin_client.get(f"/api-keys/{public_id}/description", **HTMX)
+    assert response["HX-Retarget"] == f"#key-{public_id}"
+    assert response["HX-Reswap"] == "outerHTML"
+    assert response.content.decode().lstrip().startswith(f'<tr id="key-{public_id}"')
+
+
 def test_list_htmx_request_gets_only_the_table(admin_client: Client) -> None:
     make_keys(1)
     html = admin_client.get("/api-keys", **HTMX).content.decode()
