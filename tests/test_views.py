@@ -103,9 +103,9 @@ def test_row_links_are_plain_links_under_one_set_of_htmx_attributes(admin_client
 def test_row_dates_read_as_before(admin_client: Client) -> None:
     """The rows format dates themselves; they must read as Django's date filter did."""
     from datetime import datetime
+    from zoneinfo import ZoneInfo
 
     from django.utils import dateformat
-    from zoneinfo import ZoneInfo
 
     expires = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
     key = service.create_key(actor="t", expires_at=expires).api_key
