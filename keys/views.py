@@ -23,6 +23,7 @@ from keys import listing, service, tokens
 from keys.forms import CreateKeyForm, DescriptionForm, RotateForm
 from keys.models import ApiKey, AuditEvent
 from keys.permissions import can_write, require_audit_viewer, require_viewer, require_writer
+from t0admin.compression import never_compress
 
 AUDIT_PAGE = 100
 
@@ -143,6 +144,7 @@ def _show_secret(
     context = {"created": created, "old": old, "gateway_url": settings.GATEWAY_URL}
     response = _render(request, "keys/created.html", "created", context)
     add_never_cache_headers(response)
+    never_compress(response)  # README: "Compression and BREACH"
     response["HX-Trigger"] = KEYS_CHANGED
     return response
 

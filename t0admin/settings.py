@@ -111,6 +111,8 @@ MIDDLEWARE = [
     # host check and sign-in (see the class).
     "t0admin.health.HealthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Pages gzipped when the client accepts it; before every layer that writes the body.
+    "t0admin.compression.CompressionMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -839,3 +839,31 @@ def test_expiry_before_year_one_written_elsewhere_shows_as_expired(
     row = response.content.decode().split(f'id="key-{public_id}"')[1].split("</tr>")[0]
     assert "Expired" in row
     assert admin_client.post("/api-keys/find", {"query": public_id}).status_code == 302
+
+
+# Compression (README: "Compression and BREACH")
+
+GZIP = {"HTTP_ACCEPT_ENCODING": "gzip, deflate, br, zstd"}
+
+
+def test_pages_are_gzipped_when_the_client_accepts_it(admin_client: Client) -> None:
+    import gzip
+
+    make_keys(3)
+    response = admin_client.get("/api-keys", **GZIP)
+    assert response["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in response["Vary"]
+    assert "<tbody" in gzip.decompress(response.content).decode()
+    assert "Content-Encoding" not in admin_client.get("/api-keys")
+
+
+def test_a_response_that_shows_a_secret_is_never_compressed(admin_client: Client) -> None:
+    created = admin_client.post("/api-keys/new", new_form(admin_client), **GZIP)
+    assert "Content-Encoding" not in created
+    assert KEY_RE.search(created.content.decode())
+    public_id = ApiKey.objects.get().public_id
+    rotated = admin_client.post(
+        f"/api-keys/{public_id}/rotate", rotate_form(admin_client, public_id), **GZIP
+    )
+    assert rotated.status_code == 200 and "Content-Encoding" not in rotated
+    assert KEY_RE.search(rotated.content.decode())
