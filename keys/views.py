@@ -62,10 +62,22 @@ def key_list(request: HtmxHttpRequest) -> HttpResponse:
         )
     except listing.BadPageRequest as error:
         return _problem(request, str(error), 400)
+    return _list(request, page, query, limit, request.get_full_path())
+
+
+def _list(
+    request: HtmxHttpRequest, page: listing.Page, query: str, limit: int, table_url: str
+) -> HttpResponse:
+    """The list page; `table_url` is where the table reloads itself from (keysChanged)."""
     keep: dict[str, int | str] = {"limit": limit} if limit != listing.DEFAULT_LIMIT else {}
     if query:
         keep["q"] = query
-    context = {"page": page, "query": query, "keep": "&" + urlencode(keep) if keep else ""}
+    context = {
+        "page": page,
+        "query": query,
+        "keep": "&" + urlencode(keep) if keep else "",
+        "table_url": table_url,
+    }
     return _render(request, "keys/list.html", "table", context)
 
 
@@ -82,6 +94,12 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
         except listing.BadPageRequest as error:
             return _problem(request, str(error), 400)
         target = reverse("keys:list") + (f"?{urlencode({'q': query})}" if query else "")
+        if tokens.is_public_id(query) and ApiKey.objects.filter(public_id=query).exists():
+            # An exact public ID: the one key, answered here rather than by a redirect
+            # and a second request. A public ID is no secret; the table reloads from
+            # the search's own URL.
+            page = listing.page(listing.DEFAULT_LIMIT, query=query)
+            return _list(request, page, query, listing.DEFAULT_LIMIT, target)
         return redirect(target)
     # Whatever surrounds it (Bearer, export …=, quotes), the key inside is what counts;
     # text that may hold a secret is never turned into a search URL.

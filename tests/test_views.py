@@ -636,6 +636,22 @@ def test_find_box_turns_text_into_a_search(admin_client: Client) -> None:
     assert response["Location"] == "/api-keys?q=billing"
 
 
+def test_find_an_exact_public_id_answers_in_one_round_trip(admin_client: Client) -> None:
+    wanted, other = make_keys(2)
+    response = admin_client.post("/api-keys/find", {"query": wanted})
+    assert response.status_code == 200  # no redirect: the POST's own answer is the list
+    html = response.content.decode()
+    assert rows(html) == [wanted] and other not in html
+    assert f'hx-get="/api-keys?q={wanted}"' in html  # reloads from the search, not the POST
+    assert f'value="{wanted}"' in html
+
+
+def test_find_an_unknown_public_id_searches_descriptions(admin_client: Client) -> None:
+    response = admin_client.post("/api-keys/find", {"query": "nosuchkey123"})
+    assert response.status_code == 302
+    assert response["Location"] == "/api-keys?q=nosuchkey123"
+
+
 def test_find_a_leaked_key_says_it_is_genuine_and_active(admin_client: Client) -> None:
     created = service.create_key(actor="t", description="leaky")
     response = admin_client.post("/api-keys/find", {"query": created.secret})
@@ -838,7 +854,9 @@ def test_expiry_before_year_one_written_elsewhere_shows_as_expired(
     assert response.status_code == 200
     row = response.content.decode().split(f'id="key-{public_id}"')[1].split("</tr>")[0]
     assert "Expired" in row
-    assert admin_client.post("/api-keys/find", {"query": public_id}).status_code == 302
+    found = admin_client.post("/api-keys/find", {"query": public_id})
+    assert found.status_code == 200
+    assert "Expired" in found.content.decode().split(f'id="key-{public_id}"')[1].split("</tr>")[0]
 
 
 # Compression (README: "Compression and BREACH")
