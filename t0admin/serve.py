@@ -53,6 +53,13 @@ def _gunicorn_command(bind: str) -> list[str]:
         "-",
         "--graceful-timeout",
         "10",
+        # A worker is replaced after about a thousand requests, the jitter keeping the
+        # workers from restarting together: whatever memory a big page (?limit=10000)
+        # left behind is handed back (bench/RESULTS.md, worker memory).
+        "--max-requests",
+        "1000",
+        "--max-requests-jitter",
+        "100",
         # Several t0admin servers may run on one machine (tests, staging): a shared
         # control socket in $HOME would collide, and nothing here uses it.
         "--no-control-socket",

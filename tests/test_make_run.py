@@ -190,3 +190,11 @@ def test_stopping_make_alone_stops_everything(tmp_path: Path) -> None:
         os.kill(server.pid, signal.SIGTERM)  # make only, not its process group
         stop_or_kill(server, data, port)
     assert_nothing_left(data, port, grace=30)
+
+
+def test_workers_are_replaced_now_and_then_not_all_at_once() -> None:
+    from t0admin.serve import _gunicorn_command
+
+    command = _gunicorn_command("127.0.0.1:4000")
+    assert int(command[command.index("--max-requests") + 1]) > 0
+    assert int(command[command.index("--max-requests-jitter") + 1]) > 0
