@@ -30,33 +30,9 @@ def _prepare(env: dict[str, str]) -> None:
     connections.close_all()
 
 
-def align_gunicorn_trust(env: dict[str, str]) -> None:
-    """Gunicorn sets the https scheme from X-Forwarded-Proto on its own, for the addresses
-    in FORWARDED_ALLOW_IPS: make those the proxies t0admin trusts, and no others."""
-    trusted = env.get("T0ADMIN_TRUSTED_PROXIES", "").strip() or "127.0.0.0/8,::1"
-    env["FORWARDED_ALLOW_IPS"] = trusted
-
-
-def _gunicorn_command(bind: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "t0admin.wsgi:application",
-        "--bind",
-        bind,
-        "--workers",
-        os.environ.get("T0ADMIN_WORKERS", "2"),
-        "--threads",
-        os.environ.get("T0ADMIN_THREADS", "4"),
-        "--access-logfile",
-        "-",
-        "--graceful-timeout",
-        "10",
-        # Several t0admin servers may run on one machine (tests, staging): a shared
-        # control socket in $HOME would collide, and nothing here uses it.
-        "--no-control-socket",
-    ]
+def gunicorn_command(*extra: str) -> list[str]:
+    """Gunicorn with t0admin's one configuration (t0admin/gunicorn_conf.py)."""
+    return [sys.executable, "-m", "gunicorn", "-c", "python:t0admin.gunicorn_conf", *extra]
 
 
 # SIGHUP too: closing the terminal that runs `make run` must stop PostgreSQL as well.
@@ -99,7 +75,6 @@ def main() -> int:
             env["TENSORZERO_POSTGRES_URL"] = embedded.url(server)
             if not env.get("DJANGO_SECRET_KEY"):
                 env["DJANGO_SECRET_KEY"] = embedded.secret_key(data)
-        align_gunicorn_trust(env)
         try:
             _prepare(env)
         except (ImproperlyConfigured, CommandError) as error:
@@ -116,7 +91,7 @@ def main() -> int:
             ".venv/bin/python manage.py changepassword USER" + "\nt0admin: press Ctrl-C to stop",
             flush=True,
         )
-        gunicorn = subprocess.Popen(_gunicorn_command(bind), env=env)  # noqa: S603
+        gunicorn = subprocess.Popen(gunicorn_command(), env=env)  # noqa: S603
         return gunicorn.wait()
     except KeyboardInterrupt:
         _ignore_stop_signals()
