@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, timeout_from_conninfo
 
 from t0admin import embedded
 from t0admin.environment import env_flag, env_int, env_list, trusted_proxies
@@ -30,6 +30,13 @@ if EMBEDDED_DATABASE:
     DATABASE_URL = embedded.url(_embedded_server)
 
 
+# A stuck database must cost a request seconds, not forever (README, "Configuration").
+DB_CONNECT_TIMEOUT = env_int("T0ADMIN_DB_CONNECT_TIMEOUT", 3)
+DB_STATEMENT_TIMEOUT = env_int("T0ADMIN_DB_STATEMENT_TIMEOUT", 5, minimum=0)
+DB_LOCK_TIMEOUT = env_int("T0ADMIN_DB_LOCK_TIMEOUT", 3, minimum=0)
+DB_IDLE_IN_TRANSACTION_TIMEOUT = env_int("T0ADMIN_DB_IDLE_IN_TRANSACTION_TIMEOUT", 10, minimum=0)
+
+
 def _database(url: str) -> dict[str, Any]:
     try:
         params = conninfo_to_dict(url)
@@ -38,12 +45,23 @@ def _database(url: str) -> dict[str, Any]:
     options = {
         k: v for k, v in params.items() if k not in {"dbname", "user", "password", "host", "port"}
     }
+    # The URL's own connect_timeout and options win over t0admin's defaults.
+    options.setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
+    try:
+        connect_timeout = timeout_from_conninfo(options)  # as psycopg reads it: 2 at least
+    except Exception as error:
+        raise ImproperlyConfigured(f"TENSORZERO_POSTGRES_URL: {error}") from None
+    server_timeouts = (
+        f"-c statement_timeout={DB_STATEMENT_TIMEOUT}s -c lock_timeout={DB_LOCK_TIMEOUT}s "
+        f"-c idle_in_transaction_session_timeout={DB_IDLE_IN_TRANSACTION_TIMEOUT}s"
+    )
     # Django's tables live in their own schema; the gateway's table stays in public.
-    options["options"] = (
-        str(options.get("options", "")) + " -c search_path=t0admin,public"
-    ).strip()
+    own = str(options.get("options", "")).strip()
+    options["options"] = " ".join(
+        filter(None, [server_timeouts, own, "-c search_path=t0admin,public"])
+    )
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "t0admin.postgres",
         "NAME": params.get("dbname") or "postgres",
         "USER": params.get("user", ""),
         "PASSWORD": params.get("password", ""),
@@ -52,6 +70,11 @@ def _database(url: str) -> dict[str, Any]:
         "OPTIONS": options,
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
+        # Read by t0admin.postgres: how long the client waits for any answer before it
+        # drops the connection (a frozen server ends no statement), a little longer than
+        # the server's own statement timeout; and for the health check of a kept one.
+        "ANSWER_TIMEOUT": DB_STATEMENT_TIMEOUT + 1 if DB_STATEMENT_TIMEOUT else None,
+        "HEALTH_CHECK_TIMEOUT": connect_timeout,
         "TEST": {"NAME": os.environ.get("T0ADMIN_TEST_DATABASE") or None},
     }
 
