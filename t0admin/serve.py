@@ -1,7 +1,9 @@
 """`make run` and the Docker image: prepare the database, then serve with gunicorn.
 
 With TENSORZERO_POSTGRES_URL unset, an embedded PostgreSQL is started in the data dir
-first and stopped after gunicorn, on Ctrl-C or SIGTERM alike.
+first and stopped after gunicorn, on Ctrl-C or SIGTERM alike. A run killed outright
+(kill -9) takes gunicorn with it (Linux); whatever it still leaves, the next run finds
+through the pid files in the data dir (t0admin.leftovers) and stops or reuses.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from t0admin import embedded
+from t0admin import embedded, leftovers
 
 
 def _prepare(env: dict[str, str]) -> None:
@@ -55,6 +57,19 @@ def main() -> int:
 
     bind = os.environ.get("T0ADMIN_BIND", "").strip() or "127.0.0.1:4000"
     data = embedded.data_dir()
+    running = leftovers.owner(data / leftovers.SERVE_PID)
+    if running is not None:
+        print(
+            f"t0admin: another t0admin (pid {running.pid}) is serving from {data}; stop it "
+            f"first (kill {running.pid}), or give this one another T0ADMIN_DATA_DIR",
+            file=sys.stderr,
+        )
+        return 2
+    # Pid files let the next run find what a run killed outright (kill -9) left behind.
+    # A read-only data dir (an image with an external database) simply goes without.
+    pid_files = os.access(data, os.W_OK)
+    if pid_files:
+        leftovers.write_pid(data / leftovers.SERVE_PID)
     env = dict(os.environ)
     server: Any = None
     gunicorn: subprocess.Popen[bytes] | None = None
@@ -63,6 +78,12 @@ def main() -> int:
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_interrupt)
     try:
+        stale = leftovers.owner(data / leftovers.GUNICORN_PID)
+        if stale is not None:
+            print(
+                f"t0admin: stopping gunicorn (pid {stale.pid}) left by an earlier run", flush=True
+            )
+            leftovers.stop(stale)
         if not env.get("TENSORZERO_POSTGRES_URL", "").strip():
             print(f"t0admin: starting the embedded PostgreSQL in {data / 'postgres'}", flush=True)
             # Held back while the server starts, so that `server` is set whenever a stop
@@ -81,6 +102,10 @@ def main() -> int:
             # A start-up failure the user can fix deserves one clear line.
             print(f"t0admin: {error}", file=sys.stderr)
             return 2
+        problem = leftovers.port_problem(bind)
+        if problem is not None:
+            print(f"t0admin: {problem}", file=sys.stderr)
+            return 2
         host, _, port = bind.rpartition(":")
         shown = "localhost" if host in {"127.0.0.1", "0.0.0.0", "[::]", "[::1]", ""} else host  # noqa: S104
         print(
@@ -91,7 +116,12 @@ def main() -> int:
             ".venv/bin/python manage.py changepassword USER" + "\nt0admin: press Ctrl-C to stop",
             flush=True,
         )
-        gunicorn = subprocess.Popen(gunicorn_command(), env=env)  # noqa: S603
+        pid_file = ["--pid", str(data / leftovers.GUNICORN_PID)] if pid_files else []
+        gunicorn = subprocess.Popen(  # noqa: S603
+            gunicorn_command(*pid_file),
+            env=env,
+            preexec_fn=leftovers.die_with_parent(),  # noqa: PLW1509  no threads here yet
+        )
         return gunicorn.wait()
     except KeyboardInterrupt:
         _ignore_stop_signals()
@@ -109,6 +139,7 @@ def main() -> int:
         if server is not None:
             embedded.stop(server)
             print("t0admin: embedded PostgreSQL stopped", flush=True)
+        leftovers.remove_pid(data / leftovers.SERVE_PID)
 
 
 if __name__ == "__main__":
