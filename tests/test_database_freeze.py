@@ -136,3 +136,22 @@ def test_a_frozen_database_costs_seconds_and_the_app_recovers(site: Site) -> Non
     assert all(p.status == 503 and p.seconds < 3 for p in ready), ready
     assert recovered is not None and recovered < 10, log[-3000:]
     assert timed_get(port, "/readyz").status == 200
+
+
+def test_migrate_waits_for_another_instance_past_the_request_timeouts(scratch_db: str) -> None:
+    """Instances started together migrate one after the other; the one that waits must
+    not give up after the few seconds a request would."""
+    from keys.management.commands.migrate import MIGRATE_LOCK
+
+    held = 9  # beyond the lock (3 s), statement (5 s) and answer (6 s) timeouts
+    with psycopg.connect(scratch_db, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [MIGRATE_LOCK])
+        release = threading.Timer(held, other.execute, ["SELECT pg_advisory_unlock_all()"])
+        release.start()
+        started = time.monotonic()
+        try:
+            result = manage(scratch_db, "migrate", "--noinput")
+        finally:
+            release.join()
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started >= held

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -142,3 +144,24 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return super().is_usable()
         finally:
             connection.answer_timeout = usual
+
+    @contextmanager
+    def unhurried(self) -> Iterator[None]:
+        """No statement, lock or answer deadline on this connection meanwhile: for
+        migrations, which may wait for another instance's and may take long on big
+        tables. Requests keep their deadlines."""
+        with self.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
+            cursor.execute("SET lock_timeout = 0")
+        connection = self.connection
+        usual = connection.answer_timeout
+        connection.answer_timeout = None
+        try:
+            yield
+        finally:
+            connection.answer_timeout = usual
+            if not connection.closed:
+                with self.cursor() as cursor:
+                    # Back to the connection's own settings (the options in settings.py).
+                    cursor.execute("RESET statement_timeout")
+                    cursor.execute("RESET lock_timeout")
