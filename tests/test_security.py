@@ -165,6 +165,8 @@ def test_deploy_check_passes_with_https_and_a_real_secret_key() -> None:
         ("T0ADMIN_BASE_PATH", "t0admin", "T0ADMIN_BASE_PATH must look like /t0admin"),
         ("T0ADMIN_SESSION_IDLE_MINUTES", "0", "T0ADMIN_SESSION_IDLE_MINUTES must be"),
         ("T0ADMIN_HTTPS", "1", "T0ADMIN_HTTPS=1 needs T0ADMIN_TRUSTED_PROXIES"),
+        ("T0ADMIN_DB_STATEMENT_TIMEOUT", "5s", "T0ADMIN_DB_STATEMENT_TIMEOUT must be a whole"),
+        ("T0ADMIN_DB_CONNECT_TIMEOUT", "0", "T0ADMIN_DB_CONNECT_TIMEOUT must be a whole"),
         ("T0ADMIN_AUTH", "proxy", "T0ADMIN_AUTH=proxy needs T0ADMIN_TRUSTED_PROXIES"),
     ],
 )
