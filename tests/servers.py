@@ -82,9 +82,9 @@ def gunicorn(
         while True:
             assert process.poll() is None, server.output()
             try:
-                with urllib.request.urlopen(server.url + "/healthz", timeout=2):
+                with urllib.request.urlopen(server.url + "/healthz", timeout=5):
                     break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, OSError):  # not listening yet, or slow to boot
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
