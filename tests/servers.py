@@ -98,7 +98,9 @@ def gunicorn(
             try:
                 with urllib.request.urlopen(server.url + "/healthz", timeout=2):
                     break
-            except (urllib.error.URLError, ConnectionError):
+            # Refused, unreachable or (on a busy machine) too slow: all OSErrors, all one
+            # more try until the deadline.
+            except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
