@@ -40,7 +40,9 @@ class Screen:
     name: str
     open: Callable[[Any, str, Keys], None]  # (page, server URL, keys): leaves it showing
     dialog: bool = False
-    user: str = "admin"  # admin, viewer (sees keys, changes nothing) or anonymous
+    # admin, viewer (sees keys, changes nothing), long name (an admin whose proxy sends a
+    # long e-mail address) or anonymous
+    user: str = "admin"
 
 
 def goto(path: str) -> Callable[[Any, str, Keys], None]:
@@ -125,6 +127,7 @@ SCREENS = [
     Screen("key list", goto("/api-keys")),
     Screen("key list, nothing found", goto("/api-keys?q=nothing-like-this")),
     Screen("key list for a viewer", goto("/api-keys"), user="viewer"),
+    Screen("key list for a long user name", goto("/api-keys"), user="long name"),
     Screen("key list, editing a description", editing),
     Screen("audit trail", goto("/api-keys/audit")),
     Screen("audit trail of one key", goto("/api-keys/audit?key={active}")),
@@ -196,8 +199,11 @@ def browser_page(browser: Any, url: str, user: Any, viewport: dict[str, int] = a
 
 
 @pytest.fixture
-def users(admin_user: Any, viewer: Any) -> dict[str, Any]:
-    return {"admin": admin_user, "viewer": viewer, "anonymous": None}
+def users(admin_user: Any, viewer: Any, django_user_model: Any) -> dict[str, Any]:
+    long_name = django_user_model.objects.create_superuser(
+        "firstname.middlename.lastname@platform-engineering.example.com", password=None
+    )
+    return {"admin": admin_user, "viewer": viewer, "long name": long_name, "anonymous": None}
 
 
 @pytest.mark.parametrize("screen", SCREENS, ids=[screen.name for screen in SCREENS])
