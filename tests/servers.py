@@ -84,7 +84,9 @@ def gunicorn(
             try:
                 with urllib.request.urlopen(server.url + "/healthz", timeout=5):
                     break
-            except (urllib.error.URLError, OSError):  # not listening yet, or slow to boot
+            # Refused, unreachable or (on a busy machine) too slow: all OSErrors, all one
+            # more try until the deadline.
+            except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
