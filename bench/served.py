@@ -133,15 +133,13 @@ class Client:
 
 def gunicorn_command(port: int) -> list[str]:
     """The command `make run` starts (t0admin.serve), on a port of the bench's own."""
-    from t0admin.serve import _gunicorn_command
+    from t0admin.serve import gunicorn_command as command
 
-    return _gunicorn_command(f"127.0.0.1:{port}")
+    return command("--bind", f"127.0.0.1:{port}")
 
 
 @contextmanager
 def gunicorn(database_url: str, secret_key: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    from t0admin.serve import align_gunicorn_trust
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
@@ -151,7 +149,6 @@ def gunicorn(database_url: str, secret_key: str) -> Iterator[tuple[int, subproce
         "DJANGO_SECRET_KEY": secret_key,
         "T0ADMIN_ALLOWED_HOSTS": "localhost,127.0.0.1",
     }
-    align_gunicorn_trust(env)
     process = subprocess.Popen(
         gunicorn_command(port),
         cwd=ROOT,
