@@ -111,7 +111,9 @@ MIDDLEWARE = [
     # host check and sign-in (see the class).
     "t0admin.health.HealthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's, saving a session only now and then (idle expiry) and never turning a
+    # failed save into a 400 that would hide a committed write (t0admin/sessions.py).
+    "t0admin.sessions.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -237,9 +239,10 @@ def _positive_int(name: str, default: int) -> int:
     return int(raw)
 
 
-# Idle expiry: the cookie's age restarts with every request.
+# Idle expiry: the session and its cookie restart their age when saved, which
+# t0admin.sessions does once 1% of it has passed (not on every request).
 SESSION_COOKIE_AGE = _positive_int("T0ADMIN_SESSION_IDLE_MINUTES", 8 * 60) * 60
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_ENGINE = "t0admin.sessions"
 
 # Failed sign-ins, counted per user name and per client address separately.
 AXES_ENABLED = AUTH_MODE == "password"
