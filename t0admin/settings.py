@@ -323,7 +323,22 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        # Every failed request: one line with its reason; a traceback at most once a
+        # minute per distinct error, across this data dir's workers (an outage stays
+        # readable however long it lasts).
+        "tracebacks": {
+            "()": "t0admin.logs.OneTracebackPerMinute",
+            "directory": str(DATA_DIR / "log-stamps"),
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["tracebacks"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -238,3 +238,64 @@ def test_no_answer_is_a_bare_django_page(app: Server, browser: WebClient) -> Non
         assert answer.status in {400, 403, 404}, case
         assert HOUSE_STYLE in answer.body, (case, answer.body[:300])
         assert not re.search(r"<h1>(Bad Request|Not Found|Forbidden)", answer.body), case
+
+
+# --- the log through an outage ----------------------------------------------------------
+
+TRACEBACK = "Traceback (most recent call last):"
+
+
+def tracebacks(log: str) -> list[str]:
+    """Each traceback's signature: its innermost frame and the exception type."""
+    found = []
+    for block in log.split(TRACEBACK)[1:]:
+        lines = [line for line in block.splitlines() if line.strip()]
+        frames = [line.strip() for line in lines if line.strip().startswith("File ")]
+        ending = next((line for line in lines if not line.startswith(" ")), "")
+        found.append(f"{frames[-1] if frames else ''} {ending.split(':')[0]}")
+    return found
+
+
+def test_an_outage_logs_one_line_per_failed_request_and_few_tracebacks(
+    database: PostgresServer,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    # A data dir of its own: the minute's tracebacks are counted there, across workers.
+    with gunicorn(database.url(), env={"T0ADMIN_DATA_DIR": str(tmp_path)}) as server:
+        browser = WebClient(server.url)
+        browser.sign_in(ADMIN, PASSWORD)
+        assert browser.get("/api-keys").status == 200
+        start = len(server.output().encode())
+        answers: list[Response] = []
+        database.stop("fast")
+        try:
+
+            def load(index: int) -> None:
+                for n in range(25):
+                    if (index + n) % 2:
+                        answers.append(browser.get("/api-keys"))
+                    else:
+                        answers.append(browser.post("/api-keys/new", browser.create_form()))
+
+            threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        finally:
+            database.start()
+        log = server.output().encode()[start:].decode()
+    failed = [answer for answer in answers if answer.status >= 500]
+    assert len(failed) == 100, [answer.status for answer in answers]
+    per_request = len(log.encode()) / len(failed)
+    assert per_request < 2048, f"{per_request:.0f} bytes of log per failed request"
+    # One line per failed request, saying why.
+    lines = [
+        line for line in log.splitlines() if "ERROR django.request Service Unavailable" in line
+    ]
+    assert len(lines) == len(failed), log[-3000:]
+    assert all("[OperationalError: " in line for line in lines), lines[:3]
+    # A traceback for the first of each distinct error, none for the rest.
+    signatures = tracebacks(log)
+    assert signatures, log[:3000]
+    assert len(signatures) == len(set(signatures)), signatures
