@@ -22,7 +22,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from keys import tokens
+from keys import text, tokens
 from keys.models import ApiKey, AuditEvent
 
 DESCRIPTION_MAX = 255
@@ -157,6 +157,20 @@ def clean_description(description: str | None) -> str | None:
         # Escape sequences would reach terminals through list_api_keys and logs, and bidi
         # overrides make one text read as another.
         raise ServiceError("The description cannot contain control characters.")
+    hidden = text.invisible_characters(description)
+    if hidden:
+        first = hidden[0]
+        raise ServiceError(
+            "The description cannot contain invisible characters: "
+            f"{text.name(description[first])} at position {first + 1}. They make two "
+            "descriptions that look the same differ. (Emoji joined by U+200D are fine.)"
+        )
+    if text.holds_secret(description):
+        raise ServiceError(
+            "The description seems to hold an API key (sk-t0-…, or its 48-character secret "
+            "part). A key's secret must never be stored or shown: remove it. Its 12-character "
+            "public ID is fine to mention."
+        )
     if len(description) > DESCRIPTION_MAX:
         raise ServiceError(f"The description can be at most {DESCRIPTION_MAX} characters.")
     return description or None
