@@ -162,6 +162,19 @@ def test_htmx_sees_the_unknown_outcome_in_the_dialog(
     time.sleep(STAYS_AWAY)
 
 
+def test_the_command_line_says_the_outcome_is_unknown_without_a_traceback(
+    link: FaultyLink, database: PostgresServer
+) -> None:
+    link.arm("lose_answer", refuse_seconds=STAYS_AWAY)
+    result = manage(link.url(), "create_api_key", "--description", "from a script")
+    assert link.tripped.is_set()
+    assert result.returncode == 1
+    assert "Not known whether the key was saved" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not KEY_RE.search(result.stdout)
+    time.sleep(STAYS_AWAY)
+
+
 # --- the database shut down while creates run -------------------------------------------
 
 
