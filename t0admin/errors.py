@@ -9,6 +9,7 @@ same words go into the dialog (HX-Retarget), where the person who clicked is loo
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent
@@ -143,3 +144,31 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         ],
         detail=reason,
     )
+
+
+class MethodNotAllowedPage:
+    """Django answers a method a view does not take (require_POST and friends) with an
+    empty 405, which a browser shows as a blank page: give it words."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code != 405 or response.streaming or response.content:
+            return response
+        allowed = response.get("Allow", "")
+        page = _page(
+            request,
+            405,
+            title="Not here",
+            heading="This address does not take that",
+            paragraphs=[
+                f"It answers {allowed or 'other methods'}, not {request.method}. "
+                "Follow the links and buttons on the page instead.",
+                NOTHING_CHANGED,
+            ],
+        )
+        if allowed:
+            page["Allow"] = allowed
+        return page

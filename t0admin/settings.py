@@ -115,6 +115,7 @@ MIDDLEWARE = [
     # failed save into a 400 that would hide a committed write (t0admin/sessions.py).
     "t0admin.sessions.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "t0admin.errors.MethodNotAllowedPage",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "t0admin.proxy.ProxyAuthMiddleware",

@@ -42,6 +42,14 @@ class FaultyLink:
             self.mode, self.refuse_seconds = mode, refuse_seconds
             self.tripped.clear()
 
+    def calm(self) -> None:
+        """Disarmed, and past any refusal: the next test starts with a working link."""
+        with self._lock:
+            self.mode = "pass"
+            wait = self.refuse_until - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}?connect_timeout=3"
 

@@ -87,3 +87,13 @@ def test_csrf_failure_is_in_house_style() -> None:
     page = response.content.decode()
     assert HOUSE_STYLE in page
     assert "This form has expired" in page
+
+
+@pytest.mark.django_db
+def test_a_wrong_method_gets_a_page_not_a_blank(admin_client: Client) -> None:
+    response = admin_client.get("/api-keys/find")
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    page = response.content.decode()
+    assert HOUSE_STYLE in page
+    assert "It answers POST, not GET." in page
