@@ -97,3 +97,25 @@ def test_a_wrong_method_gets_a_page_not_a_blank(admin_client: Client) -> None:
     page = response.content.decode()
     assert HOUSE_STYLE in page
     assert "It answers POST, not GET." in page
+
+
+@pytest.mark.django_db
+def test_a_new_keys_answer_needs_no_query_after_its_commit(client: Client) -> None:
+    """Everything the page with the secret needs is read before the write: a database
+    that goes away right after the commit cannot take the secret with it."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from keys import roles
+    from tests.test_views import new_form
+
+    admin = User.objects.create_user("group-admin", password="not-used-" + "g" * 12)
+    roles.set_role(admin, roles.ADMINS)  # permissions through a group, not superuser
+    client.force_login(admin)
+    form = new_form(client, description="x")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/api-keys/new", form)
+    assert response.status_code == 200
+    # In a test the service's transaction is a savepoint: its release is the commit.
+    assert queries[-1]["sql"].startswith("RELEASE SAVEPOINT"), [q["sql"][:60] for q in queries]
