@@ -98,7 +98,8 @@ def gunicorn(
             try:
                 with urllib.request.urlopen(server.url + "/healthz", timeout=2):
                     break
-            except (urllib.error.URLError, ConnectionError):
+            # A worker still booting on a busy machine may take longer than one try.
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
