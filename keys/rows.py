@@ -18,6 +18,8 @@ from django.template import engines
 from django.utils import timezone
 from markupsafe import Markup
 
+from keys import text
+
 
 class Row(Protocol):
     """What a row reads: keys.listing.Listed, or an ApiKey (Find, an edited row)."""
@@ -50,7 +52,7 @@ def environment(**options: Any) -> jinja2.Environment:
     # Always on (Django's backend sets it too): descriptions are anyone's text.
     options.pop("autoescape", None)
     env = jinja2.Environment(autoescape=True, **options)
-    env.filters.update(when=when, iso=iso)
+    env.filters.update(when=when, iso=iso, visible=text.visible_html)
     return env
 
 

@@ -87,7 +87,7 @@ def test_rows_escape_descriptions(admin_client: Client) -> None:
     service.create_key(actor="t", description='<script>alert(1)</script> & "q"')
     html = admin_client.get("/api-keys").content.decode()
     assert "<script>alert(1)" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;q&#34;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;" in html
 
 
 def test_row_links_are_plain_links_under_one_set_of_htmx_attributes(admin_client: Client) -> None:
