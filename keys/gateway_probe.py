@@ -22,7 +22,7 @@ import time
 import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -57,13 +57,21 @@ class Answer:
     status: int | None = None
     message: str = ""  # the gateway's reason for a 401, or why there was no answer
     attempts: int = 0
+    expected_refused: bool = True
+
+    @property
+    def loud(self) -> bool:
+        """Accepted although it should have been refused."""
+        return self.verdict is Verdict.ACCEPTED and self.expected_refused
 
     @property
     def text(self) -> str:
         if self.verdict is Verdict.REFUSED:
             return f"refused by the gateway (401: {self.message})"
-        if self.verdict is Verdict.ACCEPTED:
+        if self.loud:
             return f"STILL ACCEPTED by the gateway (HTTP {self.status}, not 401)"
+        if self.verdict is Verdict.ACCEPTED:
+            return f"accepted by the gateway (HTTP {self.status}): it works there"
         if self.verdict is Verdict.NO_ANSWER:
             return f"not checked: {self.message}"
         return f"not checked: {self.message or 'the check ran out of time'}"
@@ -84,7 +92,7 @@ class Report:
 
     @property
     def still_accepted(self) -> int:
-        return sum(answer.verdict is Verdict.ACCEPTED for answer in self.answers)
+        return sum(answer.loud for answer in self.answers)
 
 
 def configured_url() -> str | None:
@@ -150,6 +158,12 @@ class _Gateway:
 
 def _ask(gateway: _Gateway, key: str, expect_refused: bool, deadline: float) -> Answer:
     """One key: refused, accepted, or no answer; retried while the cache may lag."""
+    return replace(
+        _ask_until(gateway, key, expect_refused, deadline), expected_refused=expect_refused
+    )
+
+
+def _ask_until(gateway: _Gateway, key: str, expect_refused: bool, deadline: float) -> Answer:
     started = time.monotonic()
     attempts = 0
     while True:

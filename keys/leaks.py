@@ -28,6 +28,7 @@ KEY_PATTERN = re.compile(
     r"(?<![A-Za-z0-9])(?:sk-t0-)?([A-Za-z0-9]{12})-([A-Za-z0-9]{48})"
     r"(?:(?![A-Za-z0-9])|(?=sk-t0-))"
 )
+MAX_TEXT_BYTES = 2**20  # the page's limit; the command line streams any size
 LONGEST_MATCH = len("sk-t0-") + tokens.PUBLIC_ID_LENGTH + 1 + tokens.LONG_KEY_LENGTH
 # What a chunk hands on to the next: any match that a chunk boundary cut, with the one
 # character before it that the look-behind needs, and room for the look-ahead.

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from keys import listing, service, tokens
-from keys.forms import CreateKeyForm, DescriptionForm, RotateForm
+from keys import gateway_probe, leaks, listing, service, tokens
+from keys.forms import CreateKeyForm, DescriptionForm, LeakForm, RotateForm
 from keys.models import ApiKey, AuditEvent
 from keys.permissions import can_write, require_audit_viewer, require_viewer, require_writer
 
@@ -68,6 +72,7 @@ def key_list(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @sensitive_post_parameters("query")
+@sensitive_variables("query", "parsed")
 @require_POST
 @require_viewer
 def find_key(request: HtmxHttpRequest) -> HttpResponse:
@@ -81,6 +86,8 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
             return _problem(request, str(error), 400)
         target = reverse("keys:list") + (f"?{urlencode({'q': query})}" if query else "")
         return redirect(target)
+    if len(leaks.extract(query)) > 1:
+        return _check_leak(request, query, LeakForm())  # a leak: the leaked keys page's answer
     # Whatever surrounds it (Bearer, export …=, quotes), the key inside is what counts;
     # text that may hold a secret is never turned into a search URL.
     parsed = tokens.extract(query)
@@ -260,3 +267,226 @@ def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
         "key": key,
     }
     return _render(request, "keys/audit.html", "events", context)
+
+
+# --- Leaked keys: a paste of any text, every key in it, disable them all --------------
+
+LEAK_SALT = "keys.leaked"
+LEAK_CONFIRM_SECONDS = 3600  # a confirmation older than this is refused: check again
+
+
+@dataclass
+class LeakRow:
+    """One distinct key of a paste, as shown: never its secret."""
+
+    public_id: str
+    state: str  # a leaks.State value
+    since: datetime | None = None
+    real_state: str | None = None  # for a string that is not a working key
+    outcome: str = ""  # what "Disable all" did to it
+    answer: gateway_probe.Answer | None = None
+
+    @property
+    def label(self) -> str:
+        return leaks.State(self.state).label
+
+
+def _leak_rows(classified: list[leaks.Classified]) -> list[LeakRow]:
+    return [
+        LeakRow(c.public_id, c.state.value, c.since, c.real_state if c.api_key else None)
+        for c in classified
+    ]
+
+
+def _leak_token(rows: list[LeakRow], incident: str, since: datetime) -> str:
+    """What the Disable all form carries back: public IDs and states, signed so that the
+    confirmation can only disable what was found active. Never a secret."""
+    payload = {
+        "i": incident,
+        "s": since.isoformat(),
+        "r": [
+            [r.public_id, r.state, r.since.isoformat() if r.since else None, r.real_state]
+            for r in rows
+        ],
+    }
+    return signing.dumps(payload, salt=LEAK_SALT, compress=True)
+
+
+def _read_leak_token(token: str) -> tuple[str, datetime, list[LeakRow]]:
+    payload = signing.loads(token, salt=LEAK_SALT, max_age=LEAK_CONFIRM_SECONDS)
+    rows = [
+        LeakRow(public_id, state, datetime.fromisoformat(since) if since else None, real)
+        for public_id, state, since, real in payload["r"]
+    ]
+    return payload["i"], datetime.fromisoformat(payload["s"]), rows
+
+
+def _leak_text(request: HtmxHttpRequest, name: str) -> str | HttpResponse:
+    """The pasted text, or the 413 that says it is too long."""
+    text = request.POST.get(name, "")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > leaks.MAX_TEXT_BYTES:
+        return _problem(
+            request,
+            f"The pasted text is {size / 2**20:.1f} MB; the page takes at most 1 MB. Split "
+            "it into parts, or run manage.py find_leaked_keys on the file, which reads any size.",
+            413,
+        )
+    return text
+
+
+def _probe_rows(rows: list[LeakRow], found: list[leaks.Classified]) -> gateway_probe.Report:
+    """Ask the gateway about every key found; rows and found are in the same order."""
+    report = gateway_probe.probe(
+        [c.secret for c in found], [c.state is not leaks.State.ACTIVE for c in found]
+    )
+    for row, answer in zip(rows, report.answers, strict=False):
+        row.answer = answer
+    return report
+
+
+def _leak_page(
+    request: HtmxHttpRequest,
+    rows: list[LeakRow],
+    *,
+    form: LeakForm,
+    incident: str,
+    since: datetime,
+    report: gateway_probe.Report | None = None,
+    disabled: service.BulkDisable | None = None,
+    not_probed: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    active = [r for r in rows if r.state == leaks.State.ACTIVE]
+    context = {
+        "form": form,
+        "rows": rows,
+        "active": active,
+        "counts": {s.label: sum(r.state == s for r in rows) for s in leaks.State},
+        "forged": any(r.state == leaks.State.NOT_A_KEY for r in rows),
+        "incident": incident,
+        "since": since,
+        "token": _leak_token(rows, incident, since) if active else "",
+        "report": report,
+        "disabled": disabled,
+        "not_probed": not_probed,
+        "gateway_configured": gateway_probe.configured_url() is not None,
+        "not_configured": gateway_probe.NOT_CONFIGURED,
+        "checked": True,
+    }
+    response = _render(request, "keys/leaked.html", "result", context, status)
+    add_never_cache_headers(response)
+    return response
+
+
+@sensitive_post_parameters("text", "query")
+@sensitive_variables("text", "found", "classified")
+@require_http_methods(["GET", "POST"])
+@require_viewer
+def leaked_keys(request: HtmxHttpRequest) -> HttpResponse:
+    """Paste any text: every key in it, what each is now, and Disable all."""
+    if request.method == "GET":
+        context = {"form": LeakForm(initial={"probe": True}), "checked": False}
+        context["gateway_configured"] = gateway_probe.configured_url() is not None
+        context["not_configured"] = gateway_probe.NOT_CONFIGURED
+        response = _render(request, "keys/leaked.html", None, context)
+        add_never_cache_headers(response)
+        return response
+    form = LeakForm(request.POST)
+    text = _leak_text(request, "text")
+    if isinstance(text, HttpResponse):
+        return text
+    if not form.is_valid():
+        return _problem(
+            request, " ".join(e for errors in form.errors.values() for e in errors), 400
+        )
+    if not text.strip():
+        return _problem(request, "Paste the text that holds the leaked keys first.", 400)
+    return _check_leak(request, text, form)
+
+
+@sensitive_variables("text", "found", "classified")
+def _check_leak(request: HtmxHttpRequest, text: str, form: LeakForm) -> HttpResponse:
+    """Classify the keys in `text` and show them: the leak page's answer, also the Find
+    box's when a paste holds more than one key."""
+    classified = leaks.classify(leaks.extract(text))
+    rows = _leak_rows(classified)
+    since = (form.cleaned_data.get("since") if form.is_bound else None) or timezone.now()
+    report = None
+    not_probed = ""
+    if classified and form.is_bound and form.cleaned_data.get("probe"):
+        if gateway_probe.configured_url() is None:
+            not_probed = gateway_probe.NOT_CONFIGURED
+        else:
+            report = _probe_rows(rows, classified)
+    return _leak_page(
+        request,
+        rows,
+        form=form,
+        incident=service.new_incident(),
+        since=since,
+        report=report,
+        not_probed=not_probed,
+    )
+
+
+@sensitive_post_parameters("text")
+@sensitive_variables("text", "found", "classified")
+@require_POST
+@require_writer
+def disable_leaked(request: HtmxHttpRequest) -> HttpResponse:
+    """Disable all active keys of a paste: first a confirmation naming them, then one
+    transaction, then (with a gateway configured) the gateway's own answer per key."""
+    try:
+        incident, since, rows = _read_leak_token(request.POST.get("token", ""))
+    except (signing.BadSignature, ValueError, KeyError, TypeError):
+        return _problem(
+            request,
+            "This confirmation has expired or was altered. Paste the text again to check "
+            "the keys afresh.",
+            400,
+        )
+    active = [r.public_id for r in rows if r.state == leaks.State.ACTIVE]
+    if request.POST.get("confirmed") != "yes":
+        context = {"active": active, "token": request.POST["token"], "incident": incident}
+        return _render(request, "keys/leaked_confirm.html", "confirm", context)
+    text = _leak_text(request, "text")
+    if isinstance(text, HttpResponse):
+        return text
+    result = service.disable_keys(
+        actor=request.user.get_username(), public_ids=active, reason="leaked", incident=incident
+    )
+    report = None
+    not_probed = ""
+    classified = leaks.classify(leaks.extract(text)) if text else []
+    if classified:
+        # The browser sent the paste again (it never left the page): show each key as it is
+        # now, and ask the gateway with each.
+        rows = _leak_rows(classified)
+    if gateway_probe.configured_url() is None:
+        not_probed = gateway_probe.NOT_CONFIGURED
+    elif classified:
+        report = _probe_rows(rows, classified)
+    else:
+        not_probed = (
+            "The gateway was not asked: t0admin never sends a pasted text back to the "
+            "browser, so without JavaScript it does not have the keys any more. Paste the "
+            "text again with “Ask the gateway too” ticked to have each key checked."
+        )
+    genuine = {leaks.State.ACTIVE.value, leaks.State.DISABLED.value}
+    for row in rows:
+        if row.public_id in active and row.state in genuine:
+            outcome, at = result.outcome(row.public_id)
+            row.outcome, row.since = outcome, at or row.since
+            if outcome != "unknown":
+                row.state = leaks.State.DISABLED.value
+    return _leak_page(
+        request,
+        rows,
+        form=LeakForm(),
+        incident=incident,
+        since=since,
+        report=report,
+        disabled=result,
+        not_probed=not_probed,
+    )

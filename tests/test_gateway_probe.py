@@ -115,3 +115,48 @@ def test_probes_run_side_by_side() -> None:
     assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 16
     assert len(gateway.calls) == 17  # every key once, and the made-up one
     assert threading.active_count() < 50
+
+
+def test_the_leak_page_shows_the_gateways_answer_per_key(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    live = service.create_key(actor="t")
+    dead = service.create_key(actor="t")
+    service.disable_key(actor="t", public_id=dead.api_key.public_id)
+    with stand_in_gateway(database_url()) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        html = admin_client.post(
+            "/api-keys/leaked", {"text": f"{live.secret}\n{dead.secret}", "probe": "on"}
+        ).content.decode()
+    assert "accepted by the gateway (HTTP 400): it works there" in html
+    assert "refused by the gateway (401: API key was disabled at: " in html
+    assert "STILL ACCEPTED" not in html
+
+
+def test_disable_all_then_the_gateway_refuses_every_key(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    keys = [service.create_key(actor="t") for _ in range(3)]
+    text = " ".join(k.secret for k in keys)
+    with stand_in_gateway(database_url()) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        # Checked first with the gateway asked: it caches each key as good for its TTL.
+        checked = admin_client.post("/api-keys/leaked", {"text": text, "probe": "on"})
+        token = re.search(r'name="token" value="([^"]+)"', checked.content.decode())
+        assert token
+        done = admin_client.post(
+            "/api-keys/leaked/disable",
+            {"token": token.group(1), "confirmed": "yes", "text": text},
+        ).content.decode()
+    assert done.count("refused by the gateway (401: API key was disabled at: ") == 3
+    assert "STILL ACCEPTED" not in done
+
+
+def test_auth_off_is_a_warning_on_the_page(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    key = service.create_key(actor="t")
+    service.disable_key(actor="t", public_id=key.api_key.public_id)
+    with stand_in_gateway(database_url(), auth_off=True) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        html = admin_client.post(
+            "/api-keys/leaked", {"text": key.secret, "probe": "on"}
+        ).content.decode()
+    assert "Authentication is switched off at the gateway" in html
+    assert "STILL ACCEPTED by the gateway" in html
