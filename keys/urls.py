@@ -10,6 +10,7 @@ urlpatterns = [
     path("api-keys/new", views.new_key, name="new"),
     path("api-keys/audit", views.audit_trail, name="audit"),
     path("api-keys/find", views.find_key, name="find"),
+    path("api-keys/disable-selected", views.disable_selected, name="disable_selected"),
     path("api-keys/leaked", views.leaked_keys, name="leaked"),
     path("api-keys/leaked/disable", views.disable_leaked, name="disable_leaked"),
     path("api-keys/<str:public_id>/disable", views.disable_key, name="disable"),

@@ -192,6 +192,38 @@ def disable_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     return redirect("keys:list")
 
 
+@require_POST
+@require_writer
+def disable_selected(request: HtmxHttpRequest) -> HttpResponse:
+    """Disable the keys ticked on the list: first a confirmation naming them, then one
+    transaction for all."""
+    wanted = list(dict.fromkeys(request.POST.getlist("public_id")))
+    if not wanted:
+        return _problem(request, "Tick the keys to disable first.", 400)
+    if len(wanted) > service.MAX_BULK or not all(map(tokens.is_public_id, wanted)):
+        return _problem(
+            request, f"Select up to {service.MAX_BULK:,} keys by their public IDs.", 400
+        )
+    if request.POST.get("confirmed") != "yes":
+        keys = list(ApiKey.objects.filter(public_id__in=wanted, disabled_at__isnull=True))
+        if not keys:
+            return _problem(request, "The selected keys are disabled already.", 409)
+        return _render(request, "keys/disable_selected.html", "confirm", {"keys": keys})
+    result = service.disable_keys(actor=request.user.get_username(), public_ids=wanted)
+    message = f"{len(result.disabled)} API key{'s' if len(result.disabled) != 1 else ''} disabled"
+    if result.disabled:
+        message += f" ({', '.join(result.disabled)})"
+    message += ". Gateways stop accepting them within their auth cache TTL (1 second by default)."
+    if result.already:
+        message += f" Already disabled, unchanged: {', '.join(result.already)}."
+    if request.htmx:
+        response = _render(request, "keys/disable.html", "done", {"message": message})
+        response["HX-Trigger"] = KEYS_CHANGED
+        return response
+    messages.success(request, message)
+    return redirect("keys:list")
+
+
 @sensitive_variables("rotation")
 @require_http_methods(["GET", "POST"])
 @require_writer

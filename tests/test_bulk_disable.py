@@ -72,3 +72,68 @@ def test_a_failure_inside_leaves_every_key_as_it_was(monkeypatch: pytest.MonkeyP
 def test_incident_references_differ() -> None:
     assert service.new_incident() != service.new_incident()
     assert service.new_incident().startswith("leak-")
+
+
+# The list: tick rows, one confirmation naming them, then one disable for all.
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def test_list_rows_have_checkboxes_joined_to_one_form(admin_client) -> None:  # type: ignore[no-untyped-def]
+    live = service.create_key(actor="t").api_key.public_id
+    dead = service.create_key(actor="t").api_key.public_id
+    service.disable_key(actor="t", public_id=dead)
+    html = admin_client.get("/api-keys").content.decode()
+    assert '<form id="keys-bulk"' in html and 'action="/api-keys/disable-selected"' in html
+    assert f'name="public_id" value="{live}" form="keys-bulk"' in html
+    assert f'value="{dead}" form="keys-bulk"' not in html  # nothing left to disable there
+
+
+def test_viewer_sees_no_selection(viewer_client) -> None:  # type: ignore[no-untyped-def]
+    service.create_key(actor="t")
+    html = viewer_client.get("/api-keys").content.decode()
+    assert "keys-bulk" not in html
+
+
+def test_selected_keys_confirm_then_disable_without_javascript(admin_client) -> None:  # type: ignore[no-untyped-def]
+    made = [service.create_key(actor="t", description=f"svc {i}") for i in range(3)]
+    ids = [m.api_key.public_id for m in made[:2]]
+    confirm = admin_client.post("/api-keys/disable-selected", {"public_id": ids})
+    html = confirm.content.decode()
+    assert confirm.status_code == 200 and "Disable 2 API keys" in html
+    assert all(f"<code>{p}</code>" in html for p in ids)
+    assert made[2].api_key.public_id not in html
+    assert gateway_accepts(made[0].secret)  # nothing yet
+
+    done = admin_client.post(
+        "/api-keys/disable-selected", {"public_id": ids, "confirmed": "yes"}, follow=True
+    )
+    assert "2 API keys disabled" in done.content.decode()
+    assert not gateway_accepts(made[0].secret) and not gateway_accepts(made[1].secret)
+    assert gateway_accepts(made[2].secret)
+    assert AuditEvent.objects.filter(action="disable").count() == 2
+
+
+def test_selected_keys_by_htmx_answer_in_the_dialog(admin_client) -> None:  # type: ignore[no-untyped-def]
+    public_id = service.create_key(actor="t").api_key.public_id
+    confirm = admin_client.post("/api-keys/disable-selected", {"public_id": [public_id]}, **HTMX)
+    assert confirm.content.decode().lstrip().startswith('<section class="panel">')
+    done = admin_client.post(
+        "/api-keys/disable-selected", {"public_id": [public_id], "confirmed": "yes"}, **HTMX
+    )
+    assert done["HX-Trigger"] == "keysChanged"
+    assert f"1 API key disabled ({public_id})" in done.content.decode()
+
+
+def test_nothing_selected_or_bad_ids_are_400(admin_client) -> None:  # type: ignore[no-untyped-def]
+    assert admin_client.post("/api-keys/disable-selected", {}).status_code == 400
+    bad = admin_client.post("/api-keys/disable-selected", {"public_id": ["x' OR 1=1"]})
+    assert bad.status_code == 400
+
+
+def test_viewer_cannot_disable_selected(viewer_client) -> None:  # type: ignore[no-untyped-def]
+    key = service.create_key(actor="t")
+    response = viewer_client.post(
+        "/api-keys/disable-selected", {"public_id": [key.api_key.public_id], "confirmed": "yes"}
+    )
+    assert response.status_code == 403 and gateway_accepts(key.secret)
