@@ -9,6 +9,7 @@ urlpatterns = [
     path("api-keys", views.key_list, name="list"),
     path("api-keys/new", views.new_key, name="new"),
     path("api-keys/audit", views.audit_trail, name="audit"),
+    path("api-keys/audit/export", views.audit_export, name="audit_export"),
     path("api-keys/find", views.find_key, name="find"),
     path("api-keys/disable-selected", views.disable_selected, name="disable_selected"),
     path("api-keys/leaked", views.leaked_keys, name="leaked"),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import hmac
-from collections.abc import Callable
+import itertools
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
@@ -13,7 +16,8 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core import signing
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -277,16 +281,51 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     return redirect("keys:list")
 
 
-@require_GET
-@require_audit_viewer
-def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
-    """Who did what to which key, newest first; `?key=` narrows it to one key."""
+class BadFilter(ValueError):
+    """An audit filter the user can correct; str() says how."""
+
+
+def _audit_filters(request: HtmxHttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str]]:
+    """The audit records the query string asks for, newest first, and the filters kept."""
     events = AuditEvent.objects.order_by("-id")
+    kept: dict[str, str] = {}
     key = request.GET.get("key", "").strip()
     if key:
         if not tokens.is_public_id(key):
-            return _problem(request, "key must be a 12-character public ID.", 400)
+            raise BadFilter("key must be a 12-character public ID.")
         events = events.filter(public_id=key)
+        kept["key"] = key
+    actor = request.GET.get("actor", "").strip()
+    if actor:
+        if len(actor) > 255:
+            raise BadFilter("actor can be at most 255 characters.")
+        events = events.filter(actor=actor)
+        kept["actor"] = actor
+    for name, choices in (("action", AuditEvent.Action), ("reason", AuditEvent.Reason)):
+        value = request.GET.get(name, "").strip()
+        if value:
+            if value not in choices.values:
+                raise BadFilter(f"{name} must be one of {', '.join(choices.values)}.")
+            events = events.filter(**{name: value})
+            kept[name] = value
+    incident = request.GET.get("incident", "").strip()
+    if incident:
+        if len(incident) > 64:
+            raise BadFilter("incident can be at most 64 characters.")
+        events = events.filter(incident=incident)
+        kept["incident"] = incident
+    return events, kept
+
+
+@require_GET
+@require_audit_viewer
+def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
+    """Who did what to which key, newest first; filtered by key, actor, action, reason or
+    incident."""
+    try:
+        events, kept = _audit_filters(request)
+    except BadFilter as error:
+        return _problem(request, str(error), 400)
     before = request.GET.get("before", "")
     if before:
         if not (before.isascii() and before.isdigit()):
@@ -296,9 +335,78 @@ def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "events": rows[:AUDIT_PAGE],
         "next_before": rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None,
-        "key": key,
+        "key": kept.get("key", ""),
+        "filters": kept,
+        "keep": "&" + urlencode(kept) if kept else "",
+        "export_query": urlencode(kept),
+        "actions": AuditEvent.Action.choices,
+        "reasons": AuditEvent.Reason.choices,
     }
     return _render(request, "keys/audit.html", "events", context)
+
+
+AUDIT_COLUMNS = ["at", "actor", "action", "public_id", "reason", "incident", "detail"]
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: str) -> str:
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def _audit_record(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "at": event.at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "public_id": event.public_id,
+        "reason": event.reason,
+        "incident": event.incident,
+        "detail": event.detail,
+    }
+
+
+class _Line:
+    """csv.writer's file: hands back each row it writes instead of keeping it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+@require_GET
+@require_audit_viewer
+def audit_export(request: HtmxHttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """The filtered audit trail as CSV or JSON lines, streamed: any length, little memory."""
+    try:
+        events, kept = _audit_filters(request)
+    except BadFilter as error:
+        return _problem(request, str(error), 400)
+    kind = request.GET.get("format", "csv")
+    if kind not in {"csv", "jsonl"}:
+        return _problem(request, "format must be csv or jsonl.", 400)
+    records = (_audit_record(e) for e in events.iterator(chunk_size=2000))
+    if kind == "csv":
+        writer = csv.writer(_Line())
+        lines: Iterator[str] = itertools.chain(
+            [writer.writerow(AUDIT_COLUMNS)],
+            (
+                writer.writerow(
+                    [
+                        _csv_cell(json.dumps(r[c]) if c == "detail" else str(r[c]))
+                        for c in AUDIT_COLUMNS
+                    ]
+                )
+                for r in records
+            ),
+        )
+        content_type = "text/csv; charset=utf-8"
+    else:
+        lines = (json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        content_type = "application/x-ndjson; charset=utf-8"
+    response = StreamingHttpResponse(lines, content_type=content_type)
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="t0admin-audit-{stamp}.{kind}"'
+    return response
 
 
 # --- Leaked keys: a paste of any text, every key in it, disable them all --------------
