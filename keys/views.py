@@ -285,35 +285,35 @@ class BadFilter(ValueError):
     """An audit filter the user can correct; str() says how."""
 
 
+# ?name=value: (the field it filters, what a valid value is, the words when it is not).
+AUDIT_FILTERS: dict[str, tuple[str, Callable[[str], bool], str]] = {
+    "key": ("public_id", tokens.is_public_id, "key must be a 12-character public ID."),
+    "actor": ("actor", lambda v: len(v) <= 255, "actor can be at most 255 characters."),
+    "action": (
+        "action",
+        lambda v: v in AuditEvent.Action.values,
+        f"action must be one of {', '.join(AuditEvent.Action.values)}.",
+    ),
+    "reason": (
+        "reason",
+        lambda v: v in AuditEvent.Reason.values,
+        f"reason must be one of {', '.join(AuditEvent.Reason.values)}.",
+    ),
+    "incident": ("incident", lambda v: len(v) <= 64, "incident can be at most 64 characters."),
+}
+
+
 def _audit_filters(request: HtmxHttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str]]:
     """The audit records the query string asks for, newest first, and the filters kept."""
     events = AuditEvent.objects.order_by("-id")
     kept: dict[str, str] = {}
-    key = request.GET.get("key", "").strip()
-    if key:
-        if not tokens.is_public_id(key):
-            raise BadFilter("key must be a 12-character public ID.")
-        events = events.filter(public_id=key)
-        kept["key"] = key
-    actor = request.GET.get("actor", "").strip()
-    if actor:
-        if len(actor) > 255:
-            raise BadFilter("actor can be at most 255 characters.")
-        events = events.filter(actor=actor)
-        kept["actor"] = actor
-    for name, choices in (("action", AuditEvent.Action), ("reason", AuditEvent.Reason)):
+    for name, (field, valid, message) in AUDIT_FILTERS.items():
         value = request.GET.get(name, "").strip()
         if value:
-            if value not in choices.values:
-                raise BadFilter(f"{name} must be one of {', '.join(choices.values)}.")
-            events = events.filter(**{name: value})
+            if not valid(value):
+                raise BadFilter(message)
+            events = events.filter(**{field: value})
             kept[name] = value
-    incident = request.GET.get("incident", "").strip()
-    if incident:
-        if len(incident) > 64:
-            raise BadFilter("incident can be at most 64 characters.")
-        events = events.filter(incident=incident)
-        kept["incident"] = incident
     return events, kept
 
 
