@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
 from keys import tokens
@@ -113,10 +114,13 @@ def classify(keys: Sequence[tokens.ParsedKey]) -> list[Classified]:
     stored hash in constant time.
     """
     public_ids = list(dict.fromkeys(key.public_id for key in keys))
+    # One array parameter, not an IN list of thousands of them: cheaper to send and to
+    # plan. Cast to the column's type, or the planner cannot use uniq_public_id.
+    wanted = RawSQL("public_id = ANY(%s::char(12)[])", (public_ids,), output_field=BooleanField())
     rows = (
         {
             row.public_id: row
-            for row in ApiKey.objects.filter(public_id__in=public_ids)
+            for row in ApiKey.objects.filter(wanted)
             .order_by()
             .annotate(
                 expired=ExpressionWrapper(Q(expires_at__lte=Now()), output_field=BooleanField())

@@ -247,11 +247,13 @@ def disable_keys(
         )
         todo = {pk for pk, _, disabled_at in rows if disabled_at is None}
         ApiKey.objects.filter(pk__in=todo).update(disabled_at=Now(), updated_at=Now())
-        after = dict(
-            ApiKey.objects.filter(pk__in=[pk for pk, _, _ in rows]).values_list(
-                "public_id", "disabled_at"
-            )
-        )
+        after = {
+            public_id: at
+            for public_id, at in ApiKey.objects.filter(pk__in=[pk for pk, _, _ in rows])
+            .order_by()
+            .values_list("public_id", "disabled_at")
+            if at is not None
+        }
         changed = {public_id for pk, public_id, _ in rows if pk in todo}
         AuditEvent.objects.bulk_create(
             AuditEvent(
@@ -265,9 +267,9 @@ def disable_keys(
             if public_id in changed
         )
     return BulkDisable(
-        disabled={p: after[p] for p in wanted if p in changed},
+        disabled={p: after[p] for p in wanted if p in changed and p in after},
         already={p: after[p] for p in wanted if p in after and p not in changed},
-        unknown=[p for p in wanted if p not in after],
+        unknown=[p for p in wanted if p not in {public_id for _, public_id, _ in rows}],
         incident=incident,
     )
 

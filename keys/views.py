@@ -538,7 +538,7 @@ def leaked_keys(request: HtmxHttpRequest) -> HttpResponse:
         return text
     if not form.is_valid():
         return _problem(
-            request, " ".join(e for errors in form.errors.values() for e in errors), 400
+            request, " ".join(str(e) for errors in form.errors.values() for e in errors), 400
         )
     if not text.strip():
         return _problem(request, "Paste the text that holds the leaked keys first.", 400)

@@ -123,7 +123,9 @@ class Command(BaseCommand):
         if not classified:
             self.stdout.write("No TensorZero API key found.")
             return
-        answers = report.answers if report and report.answers else [None] * len(classified)
+        answers: list[gateway_probe.Answer | None] = [None] * len(classified)
+        if report and report.answers:
+            answers = list(report.answers)
         self.stdout.write(f"{'PUBLIC ID':<12}  {'STATE':<17}  {'SINCE':<25}  NOTE")
         for item, answer in zip(classified, answers, strict=True):
             notes = []
@@ -154,7 +156,9 @@ class Command(BaseCommand):
         incident: str | None,
         remaining: int,
     ) -> None:
-        answers = report.answers if report and report.answers else [None] * len(classified)
+        answers: list[gateway_probe.Answer | None] = [None] * len(classified)
+        if report and report.answers:
+            answers = list(report.answers)
         keys = []
         for item, answer in zip(classified, answers, strict=True):
             entry: dict[str, Any] = {
