@@ -26,7 +26,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from keys import gateway_probe, leaks, listing, service, tokens
+from keys import gateway_probe, leaks, listing, service, text, tokens
 from keys.forms import CreateKeyForm, DescriptionForm, LeakForm, RotateForm
 from keys.models import ApiKey, AuditEvent
 from keys.permissions import can_write, require_audit_viewer, require_viewer, require_writer
@@ -264,7 +264,7 @@ def rotate_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
 def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     public_id = api_key.public_id
     if request.method == "GET":
-        form = DescriptionForm(initial={"description": api_key.description})
+        form = DescriptionForm(initial={"description": text.editable(api_key.description)})
         return _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
     form = DescriptionForm(request.POST)
     if not form.is_valid():
@@ -362,7 +362,11 @@ def _audit_record(event: AuditEvent) -> dict[str, Any]:
         "public_id": event.public_id,
         "reason": event.reason,
         "incident": event.incident,
-        "detail": event.detail,
+        # Another tool may have stored a key in a description: never into a file.
+        "detail": {
+            name: tokens.redact(value, text.SECRET_MARK) if isinstance(value, str) else value
+            for name, value in (event.detail or {}).items()
+        },
     }
 
 
@@ -463,8 +467,8 @@ def _read_leak_token(token: str) -> tuple[str, datetime, list[LeakRow]]:
 
 def _leak_text(request: HtmxHttpRequest, name: str) -> str | HttpResponse:
     """The pasted text, or the 413 that says it is too long."""
-    text = request.POST.get(name, "")
-    size = len(text.encode("utf-8", "surrogatepass"))
+    pasted = request.POST.get(name, "")
+    size = len(pasted.encode("utf-8", "surrogatepass"))
     if size > leaks.MAX_TEXT_BYTES:
         return _problem(
             request,
@@ -472,7 +476,7 @@ def _leak_text(request: HtmxHttpRequest, name: str) -> str | HttpResponse:
             "it into parts, or run manage.py find_leaked_keys on the file, which reads any size.",
             413,
         )
-    return text
+    return pasted
 
 
 def _probe_rows(rows: list[LeakRow], found: list[leaks.Classified]) -> gateway_probe.Report:
@@ -533,23 +537,23 @@ def leaked_keys(request: HtmxHttpRequest) -> HttpResponse:
         add_never_cache_headers(response)
         return response
     form = LeakForm(request.POST)
-    text = _leak_text(request, "text")
-    if isinstance(text, HttpResponse):
-        return text
+    pasted = _leak_text(request, "text")
+    if isinstance(pasted, HttpResponse):
+        return pasted
     if not form.is_valid():
         return _problem(
             request, " ".join(str(e) for errors in form.errors.values() for e in errors), 400
         )
-    if not text.strip():
+    if not pasted.strip():
         return _problem(request, "Paste the text that holds the leaked keys first.", 400)
-    return _check_leak(request, text, form)
+    return _check_leak(request, pasted, form)
 
 
 @sensitive_variables("text", "found", "classified")
-def _check_leak(request: HtmxHttpRequest, text: str, form: LeakForm) -> HttpResponse:
-    """Classify the keys in `text` and show them: the leak page's answer, also the Find
+def _check_leak(request: HtmxHttpRequest, pasted: str, form: LeakForm) -> HttpResponse:
+    """Classify the keys in `pasted` and show them: the leak page's answer, also the Find
     box's when a paste holds more than one key."""
-    classified = leaks.classify(leaks.extract(text))
+    classified = leaks.classify(leaks.extract(pasted))
     rows = _leak_rows(classified)
     since = (form.cleaned_data.get("since") if form.is_bound else None) or timezone.now()
     report = None
@@ -590,15 +594,15 @@ def disable_leaked(request: HtmxHttpRequest) -> HttpResponse:
     if request.POST.get("confirmed") != "yes":
         context = {"active": active, "token": request.POST["token"], "incident": incident}
         return _render(request, "keys/leaked_confirm.html", "confirm", context)
-    text = _leak_text(request, "text")
-    if isinstance(text, HttpResponse):
-        return text
+    pasted = _leak_text(request, "text")
+    if isinstance(pasted, HttpResponse):
+        return pasted
     result = service.disable_keys(
         actor=request.user.get_username(), public_ids=active, reason="leaked", incident=incident
     )
     report = None
     not_probed = ""
-    classified = leaks.classify(leaks.extract(text)) if text else []
+    classified = leaks.classify(leaks.extract(pasted)) if pasted else []
     if classified:
         # The browser sent the paste again (it never left the page): show each key as it is
         # now, and ask the gateway with each.

@@ -105,3 +105,19 @@ def test_export_needs_the_audit_permission(viewer_client: Client) -> None:
     viewer = viewer_client.get("/api-keys").wsgi_request.user
     viewer.user_permissions.remove(Permission.objects.get(codename="view_auditevent"))
     assert viewer_client.get("/api-keys/audit/export").status_code == 403
+
+
+def test_a_secret_another_tool_stored_never_reaches_an_export(admin_client: Client) -> None:
+    from keys import tokens
+
+    leaked = tokens.generate()
+    AuditEvent.objects.create(
+        actor="other-tool",
+        action="describe",
+        public_id="abcdefghijkl",
+        detail={"before": None, "after": f"prod key {leaked}"},
+    )
+    for kind in ("csv", "jsonl"):
+        exported = body(admin_client.get(f"/api-keys/audit/export?format={kind}"))
+        assert tokens.parse(leaked).long_key not in exported
+        assert "[secret hidden]" in exported
