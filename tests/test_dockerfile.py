@@ -42,9 +42,13 @@ def test_collectstatic_as_the_image_builds_it(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     collected = tmp_path / "static"
-    assert (collected / "vendor" / "htmx.min.js").is_file()
-    assert (collected / "vendor" / "htmx.min.js.gz").is_file()  # whitenoise compressed it
-    assert (collected / "admin" / "css" / "base.css").is_file()
+    manifest = json.loads((collected / "staticfiles.json").read_text())["paths"]
+    for name in ["vendor/htmx.min.js", "css/t0admin.css", "admin/css/base.css"]:
+        hashed = collected / manifest[name]
+        assert hashed.name != Path(name).name
+        # whitenoise compressed it both ways (brotli because it is installed)
+        for compressed in (hashed.name + ".gz", hashed.name + ".br"):
+            assert (hashed.parent / compressed).is_file(), compressed
 
 
 def test_image_runs_as_non_root_and_serves_on_port_4000() -> None:
