@@ -28,7 +28,8 @@ ENV PATH=/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     T0ADMIN_BIND=0.0.0.0:4000 \
     T0ADMIN_DATA_DIR=/data \
-    T0ADMIN_STATIC_ROOT=/app/staticfiles
+    T0ADMIN_STATIC_ROOT=/app/staticfiles \
+    T0ADMIN_CONTAINER=1
 USER t0admin
 VOLUME ["/data"]
 EXPOSE 4000

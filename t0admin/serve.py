@@ -13,7 +13,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from t0admin import embedded
+from t0admin import embedded, hints
 
 
 def _prepare(env: dict[str, str]) -> None:
@@ -106,14 +106,12 @@ def main() -> int:
             # A start-up failure the user can fix deserves one clear line.
             print(f"t0admin: {error}", file=sys.stderr)
             return 2
-        host, _, port = bind.rpartition(":")
-        shown = "localhost" if host in {"127.0.0.1", "0.0.0.0", "[::]", "[::1]", ""} else host  # noqa: S104
         print(
-            f"t0admin: serving http://{shown}:{port}/api-keys\n"
+            f"t0admin: serving {hints.where_served(bind)}\n"
             f"t0admin: data in {data}"
             + (" (embedded PostgreSQL)" if server is not None else "")
             + "\nt0admin: sign in with your t0admin user; to reset a password: "
-            ".venv/bin/python manage.py changepassword USER" + "\nt0admin: press Ctrl-C to stop",
+            f"{hints.manage_py()} changepassword USER\nt0admin: {hints.stop_hint()} to stop",
             flush=True,
         )
         gunicorn = subprocess.Popen(_gunicorn_command(bind), env=env)  # noqa: S603

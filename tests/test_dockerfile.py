@@ -30,6 +30,8 @@ def test_collectstatic_as_the_image_builds_it(tmp_path: Path) -> None:
     command = command.replace("/app/staticfiles", str(tmp_path / "static"))
     command = command.replace("/venv/bin/python", shlex.quote(sys.executable))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENSORZERO_", "DJANGO_"))}
+    # The image's data dir is /data, a volume: the build must leave no folder for it.
+    env["T0ADMIN_DATA_DIR"] = str(tmp_path / "data")
     # The RUN line is shell syntax (VAR=value prefixes): run it as Docker does.
     result = subprocess.run(  # noqa: S602
         command,
@@ -41,6 +43,7 @@ def test_collectstatic_as_the_image_builds_it(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "data").exists()
     collected = tmp_path / "static"
     manifest = json.loads((collected / "staticfiles.json").read_text())["paths"]
     for name in ["vendor/htmx.min.js", "css/t0admin.css", "admin/css/base.css"]:
