@@ -6,8 +6,10 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY requirements.lock ./
+# pip and setuptools leave with the build: nothing installs at run time (25 MB less).
 RUN python -m venv /venv \
- && /venv/bin/python -m pip install --require-hashes --no-deps -r requirements.lock
+ && /venv/bin/python -m pip install --require-hashes --no-deps -r requirements.lock \
+ && /venv/bin/python -m pip uninstall --yes --quiet pip setuptools
 COPY manage.py pyproject.toml ./
 COPY t0admin ./t0admin
 COPY keys ./keys
