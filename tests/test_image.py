@@ -108,7 +108,9 @@ class Container:
         """`podman stop` as an orchestrator does (SIGTERM, then SIGKILL after 10 s)."""
         started = time.monotonic()
         podman("stop", "--time", "10", self.name, timeout=60)
-        return time.monotonic() - started
+        took = time.monotonic() - started
+        print(f"image: {self.name} stopped in {took:.1f} s")  # pytest -s shows it
+        return took
 
     def exit_code(self) -> int:
         return int(podman("inspect", "--format", "{{.State.ExitCode}}", self.name).stdout)
@@ -133,7 +135,7 @@ def running(image: str, *options: str, env: dict[str, str] | None = None) -> Ite
         container.wait_ready()
         yield container
     finally:
-        podman("rm", "--force", "--time", "0", name, check=False)
+        podman("rm", "--force", "--volumes", "--time", "0", name, check=False)
 
 
 def first_admin_password(logs: str) -> str:
@@ -298,4 +300,5 @@ def test_the_apps_share_of_the_image_stays_under_150_mb(image: str) -> None:
     assert base
     size = int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout)
     base_size = int(podman("image", "inspect", "--format", "{{.Size}}", base[1]).stdout)
+    print(f"image: {size / 1e6:.0f} MB, of which {(size - base_size) / 1e6:.0f} MB the app's")
     assert size - base_size < APP_SHARE_LIMIT, f"{(size - base_size) / 1e6:.0f} MB"
