@@ -71,7 +71,7 @@ def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 90) -> N
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                 if r.status == 200:
                     return
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.3)
     raise AssertionError("make run never became ready")
