@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # t0admin production image: gunicorn on 0.0.0.0:4000 behind your proxy.
-# Every command below is also run outside Docker, by `make` or tests/test_dockerfile.py.
+# CI builds and runs it with podman (tests/image/build.sh, tests/test_image.py); the quick
+# checks in tests/test_dockerfile.py run its collectstatic and HEALTHCHECK lines directly.
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1

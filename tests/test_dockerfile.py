@@ -1,4 +1,7 @@
-"""Docker cannot run here, so the Dockerfile's own commands are run directly."""
+"""The Dockerfile's own commands, run directly: quick, in every `make test`.
+
+tests/test_image.py builds and runs the image itself (in CI, or when asked).
+"""
 
 from __future__ import annotations
 
