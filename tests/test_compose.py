@@ -99,6 +99,12 @@ def test_t0admin_leaves_port_4000_to_the_tensorzero_ui() -> None:
     assert services()["t0admin"]["ports"] == ["127.0.0.1:4100:4000"]
 
 
+def test_t0admin_runs_on_a_read_only_root_with_a_temp_dir() -> None:
+    t0admin = services()["t0admin"]
+    assert t0admin["read_only"] is True
+    assert t0admin["tmpfs"] == ["/tmp"]  # noqa: S108  a path inside the container
+
+
 def test_scale_profile_two_instances_one_database_one_key_behind_a_trusted_proxy() -> None:
     assert "t0admin-2" not in services()
     stack = services("--profile", "scale")

@@ -47,6 +47,9 @@ PODMAN = str(ROOT / "tests" / "image" / "podman.sh")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # Under slirp4netns with allow_host_loopback, the host's 127.0.0.1 is this address.
 HOST_LOOPBACK = "10.0.2.2"
+# A read-only root as Docker makes it (podman would add a tmpfs /tmp of its own), plus the
+# one writable place that the README asks for: temp files of gunicorn and PostgreSQL.
+READ_ONLY = ("--read-only", "--read-only-tmpfs=false", "--tmpfs=/tmp")
 # What the app adds on top of its base image (Python and Debian): checked, and reported.
 APP_SHARE_LIMIT = 150_000_000
 
@@ -180,7 +183,7 @@ def assert_not_root(container: Container) -> None:
 def test_embedded_postgres_in_a_volume_on_a_read_only_root(image: str) -> None:
     volume = f"t0admin-test-{secrets.token_hex(4)}"
     try:
-        with running(image, "--read-only", f"--volume={volume}:/data") as container:
+        with running(image, *READ_ONLY, f"--volume={volume}:/data") as container:
             logs = container.logs()
             assert "t0admin: starting the embedded PostgreSQL in /data/postgres" in logs
             # Start messages name what works from outside the container.
@@ -271,7 +274,7 @@ def test_external_postgres_on_the_host(image: str) -> None:
         url = f"postgresql://postgres:{password}@{HOST_LOOPBACK}:{port}/tensorzero"
         env = {"TENSORZERO_POSTGRES_URL": url, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}
         network = "--network=slirp4netns:allow_host_loopback=true"
-        with running(image, "--read-only", network, env=env) as container:
+        with running(image, *READ_ONLY, network, env=env) as container:
             logs = container.logs()
             assert "embedded PostgreSQL" not in logs
             assert_sign_in_opens_the_keys(container.url, first_admin_password(logs))
