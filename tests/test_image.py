@@ -16,18 +16,17 @@ import re
 import secrets
 import shutil
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests import pg15
 from tests.conftest import ROOT, free_port
 from tests.static_checks import assert_collected_static_served
 
@@ -43,8 +42,6 @@ pytestmark = pytest.mark.slow
 
 IMAGE = "localhost/t0admin:test"
 PODMAN = str(ROOT / "tests" / "image" / "podman.sh")
-# Debian's PostgreSQL plays the gateway's database on the host (apt-get install postgresql-15).
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # Under slirp4netns with allow_host_loopback, the host's 127.0.0.1 is this address.
 HOST_LOOPBACK = "10.0.2.2"
 # A read-only root as Docker makes it (podman would add a tmpfs /tmp of its own), plus the
@@ -227,51 +224,12 @@ def test_embedded_postgres_in_a_volume_on_a_read_only_root(image: str) -> None:
         podman("volume", "rm", "--force", volume, check=False)
 
 
-@contextlib.contextmanager
-def host_postgres() -> Iterator[tuple[int, str]]:
-    """Debian's PostgreSQL on the host's loopback, with a password, holding an empty
-    `tensorzero` database: the gateway's database as a deployment has it."""
-    if not (PG_BIN / "postgres").exists():
-        pytest.fail("Debian's PostgreSQL is missing: apt-get install postgresql-15 (.ci/run does)")
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    directory = Path(tempfile.mkdtemp(prefix="t0admin-host-pg-"))
-    port = free_port()
-    password = secrets.token_urlsafe(16)
-    (directory / "pw").write_text(password)
-    if os.geteuid() == 0:
-        shutil.chown(directory, "postgres")
-        shutil.chown(directory / "pw", "postgres")
-    data = directory / "data"
-    subprocess.run(
-        [*as_postgres, PG_BIN / "initdb", "-D", data, "-U", "postgres"]
-        + ["--auth=scram-sha-256", f"--pwfile={directory / 'pw'}"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [*as_postgres, PG_BIN / "pg_ctl", "-D", data, "-w", "-l", directory / "log"]
-        + ["-o", f"-h 127.0.0.1 -p {port} -k {directory}", "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        with psycopg.connect(
-            host="127.0.0.1", port=port, user="postgres", password=password, autocommit=True
-        ) as admin:
-            admin.execute("CREATE DATABASE tensorzero")
-        yield port, password
-    finally:
-        subprocess.run(
-            [*as_postgres, PG_BIN / "pg_ctl", "-D", data, "-m", "fast", "stop"],
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def test_external_postgres_on_the_host(image: str) -> None:
-    with host_postgres() as (port, password):
-        url = f"postgresql://postgres:{password}@{HOST_LOOPBACK}:{port}/tensorzero"
+    """Debian's PostgreSQL on the host's loopback, with an empty `tensorzero` database."""
+    with pg15.server() as host:
+        with psycopg.connect(host.url(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE tensorzero")
+        url = f"postgresql://postgres@{HOST_LOOPBACK}:{host.port}/tensorzero"
         env = {"TENSORZERO_POSTGRES_URL": url, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}
         network = "--network=slirp4netns:allow_host_loopback=true"
         with running(image, *READ_ONLY, network, env=env) as container:
@@ -287,9 +245,7 @@ def test_external_postgres_on_the_host(image: str) -> None:
             assert took < 10, f"stopping took {took:.1f} s"
             assert container.exit_code() == 0
         # The key is in the host's database, where a gateway would look for it.
-        with psycopg.connect(
-            host="127.0.0.1", port=port, user="postgres", password=password, dbname="tensorzero"
-        ) as conn:
+        with psycopg.connect(host.url("tensorzero")) as conn:
             rows = conn.execute(
                 "SELECT public_id FROM tensorzero_auth_api_key WHERE disabled_at IS NULL"
             ).fetchall()
