@@ -119,8 +119,11 @@ MIDDLEWARE = [
     # host check and sign-in (see the class).
     "t0admin.health.HealthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's, saving a session only now and then (idle expiry) and never turning a
+    # failed save into a 400 that would hide a committed write (t0admin/sessions.py).
+    "t0admin.sessions.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "t0admin.errors.MethodNotAllowedPage",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "t0admin.proxy.ProxyAuthMiddleware",
@@ -229,9 +232,10 @@ AUTHENTICATION_BACKENDS = [
 ]
 
 
-# Idle expiry: the cookie's age restarts with every request.
+# Idle expiry: the session and its cookie restart their age when saved, which
+# t0admin.sessions does once 1% of it has passed (not on every request).
 SESSION_COOKIE_AGE = env_int("T0ADMIN_SESSION_IDLE_MINUTES", 8 * 60) * 60
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_ENGINE = "t0admin.sessions"
 
 # Failed sign-ins, counted per user name and per client address separately.
 AXES_ENABLED = AUTH_MODE == "password"
@@ -302,6 +306,8 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# In t0admin's words and style, like every other error page (t0admin/errors.py).
+CSRF_FAILURE_VIEW = "t0admin.errors.csrf_failure"
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -326,7 +332,22 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        # Every failed request: one line with its reason; a traceback at most once a
+        # minute per distinct error, across this data dir's workers (an outage stays
+        # readable however long it lasts).
+        "tracebacks": {
+            "()": "t0admin.logs.OneTracebackPerMinute",
+            "directory": str(DATA_DIR / "log-stamps"),
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["tracebacks"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING" if COMMAND_LINE else "INFO"},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -166,12 +166,28 @@ def test_idle_session_expires(client: Client, alice: User) -> None:
     assert client.get("/api-keys").status_code == 302
 
 
-def test_each_request_restarts_the_idle_clock(client: Client, alice: User) -> None:
+def test_a_request_restarts_the_idle_clock_once_some_of_it_passed(
+    client: Client, alice: User
+) -> None:
     client.force_login(alice)
     Session.objects.update(expire_date=timezone.now() + timedelta(minutes=1))
     client.get("/api-keys")
     remaining = Session.objects.get().expire_date - timezone.now()
     assert remaining > timedelta(hours=7, minutes=59)
+
+
+def test_a_request_soon_after_the_last_save_writes_no_session(client: Client, alice: User) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(alice)
+    # Saved 4 minutes ago: under 1% of the 8-hour idle period, so nothing to write.
+    expiry = timezone.now() + timedelta(hours=8) - timedelta(minutes=4)
+    Session.objects.update(expire_date=expiry)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api-keys").status_code == 200
+    assert not [q for q in queries if "django_session" in q["sql"] and "UPDATE" in q["sql"]]
+    assert Session.objects.get().expire_date == expiry
 
 
 def test_nav_names_user_role_and_offers_sign_out_by_post(client: Client, alice: User) -> None:

@@ -131,9 +131,9 @@ def test_a_frozen_database_costs_seconds_and_the_app_recovers(site: Site) -> Non
     )
     assert during, "no request met the frozen database; the test proves nothing"
     assert slowest < 8, [p for p in pages if p.seconds >= 8]
-    # Every request got an answer, and no server error. (A 400 still comes from the
-    # session middleware when it cannot save the session: issue 9's points 1 and 2.)
-    assert {p.status for p in during}.isdisjoint({0, 500}), log[-3000:]
+    # Every request got an answer: the page, or the database-unreachable page. Never a
+    # 500, and never a 400 from a session that could not be saved.
+    assert {p.status for p in during} <= {200, 503}, log[-3000:]
     assert all(p.status == 200 and p.seconds < 1 for p in health), health
     assert all(p.status == 503 and p.seconds < 3 for p in ready), ready
     assert recovered is not None and recovered < 10, log[-3000:]
