@@ -187,13 +187,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("T0ADMIN_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # collectstatic (make, the image) writes hash-named copies with .gz and .br beside
+    # them; whitenoise serves those, the hashed names with a cache lifetime of a year.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# Without collectstatic (make run, tests), serve straight from the app and static dirs.
-WHITENOISE_USE_FINDERS = True
+# Only while developing: the source folders, picked up on every request. Outside DEBUG
+# they would be registered after STATIC_ROOT and shadow the collected files.
+WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
-# STATIC_ROOT exists only where collectstatic ran (the Docker image).
-warnings.filterwarnings("ignore", message="No directory at: ")
+if DEBUG:
+    # Developers may not have run collectstatic; without DEBUG a missing STATIC_ROOT is
+    # a broken deployment, and whitenoise's warning says so.
+    warnings.filterwarnings("ignore", message="No directory at: ")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
