@@ -2,8 +2,8 @@
 
 Run with `make bench` (its own embedded cluster in .data/bench) or with
 TENSORZERO_POSTGRES_URL set (the role needs CREATEDB). Rows go into a scratch database that
-is dropped at the end, also on failure. The figures replace the "Leak response" section of
-bench/RESULTS.md (the rest of the file is kept).
+is dropped at the end, also on failure. The figures replace this script's section of
+bench/RESULTS.md (bench/results.py; the rest of the file is kept).
 
     python bench/leaks.py [--rows 1000000] [--reps 5] [--file-mb 100]
 
@@ -38,9 +38,9 @@ from paging import (  # bench/ is this script's directory, so its sibling import
     scratch_database,
     setup_django,
 )
+from results import write_section
 
 PLANS: list[str] = []
-BEGIN, END = "<!-- leaks:begin -->", "<!-- leaks:end -->"
 MIX = {"active": 400, "disabled": 200, "expired": 150, "not_a_working_key": 150, "unknown": 100}
 NOISE = [
     '{ts} INFO gateway request_id={rid} route=/inference status=200 latency_ms={n} model="gpt-4o-mini"',
@@ -296,7 +296,6 @@ def bench_command(
 
 def report(info: dict[str, str], rows: int, load_s: float, sections: dict[str, list]) -> str:
     lines = [
-        BEGIN,
         "# Leak response benchmark (`bench/leaks.py`)",
         "",
         f"{rows:,} keys in `tensorzero_auth_api_key` (loaded in {load_s:.1f} s) plus the "
@@ -332,19 +331,7 @@ def report(info: dict[str, str], rows: int, load_s: float, sections: dict[str, l
         "```",
         "",
     ]
-    lines.append(END)
-    return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    return "\n".join(lines).rstrip("\n")
 
 
 def main() -> int:
@@ -375,7 +362,7 @@ def main() -> int:
             database_url, args.reps
         )
         section = report(info, args.rows, load_s, sections)
-    write_section(args.results, section)
+    write_section(args.results, "bench/leaks.py", section)
     print(section)
     log(f"wrote {args.results} in {time.perf_counter() - began:.0f} s")
     return 0
