@@ -44,6 +44,7 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev $(STATIC)
 	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/paging.py $(BENCH_ARGS)
+	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/leaks.py
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

@@ -93,6 +93,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("T0ADMIN_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 READ_ONLY = env_flag("TENSORZERO_UI_READ_ONLY")
 GATEWAY_URL = os.environ.get("TENSORZERO_GATEWAY_URL", "").strip() or "http://localhost:3000"
+# The default above only fills in a usage example; asking a gateway about leaked keys needs
+# one that was really named (keys.gateway_probe).
+GATEWAY_URL_SET = bool(os.environ.get("TENSORZERO_GATEWAY_URL", "").strip())
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -123,6 +126,8 @@ MIDDLEWARE = [
     # failed save into a 400 that would hide a committed write (t0admin/sessions.py).
     "t0admin.sessions.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, which reads the body: an oversized paste hears 413 in words.
+    "t0admin.middleware.RequestTooLargeMiddleware",
     "t0admin.errors.MethodNotAllowedPage",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
