@@ -76,11 +76,18 @@ class AuditEvent(models.Model):
         DESCRIBE = "describe", "Edited description"
         ROTATE = "rotate", "Rotated"
 
+    class Reason(models.TextChoices):
+        LEAKED = "leaked", "Leaked"
+
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=255)  # user name, or "cli:<os user>" for commands
     action = models.CharField(max_length=32, choices=Action.choices)
     public_id = models.CharField(max_length=12, db_index=True)
     detail = models.JSONField(default=dict, blank=True)
+    # Why, when the write was a response to something: a leak disables every key of one
+    # paste under one incident reference, so the evidence can be pulled out together.
+    reason = models.CharField(max_length=32, choices=Reason.choices, blank=True, default="")
+    incident = models.CharField(max_length=64, blank=True, default="", db_index=True)
     # The one-time token of the form that caused a create; unique, so that a form sent
     # twice (double click, browser retry) creates one key, not two.
     form_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)

@@ -139,6 +139,7 @@ SCREENS = [
     Screen("rotate page", goto("/api-keys/{active}/rotate")),
     Screen("edit page", goto("/api-keys/{active}/description")),
     Screen("problem page", goto("/api-keys/nosuchkey123/disable")),
+    Screen("leaked keys page", goto("/api-keys/leaked")),
     Screen("not allowed page", goto("/api-keys/new"), user="viewer"),
     Screen("sign-in page", goto("/sign-in"), user="anonymous"),
     Screen("sign-in refused", sign_in_refused, user="anonymous"),
