@@ -8,11 +8,13 @@ the cursor. The cursor in links is a public ID, since `id` is never shown to use
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
 from django.db.models import QuerySet
 
 from keys import tokens
-from keys.models import ApiKey
+from keys.models import ApiKey, key_status
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -23,9 +25,27 @@ class BadPageRequest(ValueError):
     """A paging parameter the user can correct; str() says how."""
 
 
+class Listed(NamedTuple):
+    """What a list row shows. Read as plain tuples: building a model instance per row cost
+    more than the query (bench/RESULTS.md). Duck-types ApiKey for the row template."""
+
+    public_id: str
+    description: str | None
+    disabled_at: datetime | None
+    created_at: datetime
+    expires_at: datetime | None
+
+    def status(self, now: datetime | None = None) -> str:
+        return key_status(self.disabled_at, self.expires_at, now)
+
+
+def _listed(keys: QuerySet[ApiKey]) -> list[Listed]:
+    return [Listed._make(row) for row in keys.values_list(*Listed._fields)]
+
+
 @dataclass(frozen=True)
 class Page:
-    keys: list[ApiKey]
+    keys: list[Listed]
     previous_cursor: str | None  # ?after=<public_id>: the page before this one
     next_cursor: str | None  # ?before=<public_id>: the page after this one
 
@@ -87,7 +107,7 @@ def page(limit: int, before: str | None = None, after: str | None = None, query:
     keys = matching(query)
     if after:
         # Walk upwards from the cursor, then show that slice newest first.
-        rows = list(keys.filter(id__gt=_cursor_id(after, "after")).order_by("id")[: limit + 1])
+        rows = _listed(keys.filter(id__gt=_cursor_id(after, "after")).order_by("id")[: limit + 1])
         more_newer = len(rows) > limit
         rows = rows[:limit][::-1]
         if not rows:  # nothing newer than the cursor any more: that is the first page
@@ -99,7 +119,7 @@ def page(limit: int, before: str | None = None, after: str | None = None, query:
         )
     if before:
         keys = keys.filter(id__lt=_cursor_id(before, "before"))
-    rows = list(keys.order_by("-id")[: limit + 1])
+    rows = _listed(keys.order_by("-id")[: limit + 1])
     more_older = len(rows) > limit
     rows = rows[:limit]
     return Page(

@@ -14,6 +14,17 @@ EARLIEST_READABLE = "0001-01-03 00:00:00+00"
 LATEST_READABLE = "9999-12-30 00:00:00+00"
 
 
+def key_status(
+    disabled_at: datetime | None, expires_at: datetime | None, now: datetime | None = None
+) -> str:
+    """Active, Disabled or Expired, by the gateway's own rules."""
+    if disabled_at is not None:
+        return "Disabled"
+    if expires_at is not None and expires_at <= (now or timezone.now()):
+        return "Expired"
+    return "Active"
+
+
 class GatewayTimestampField(models.DateTimeField):
     """A timestamp another tool may have set to ±infinity or outside years 1 to 9999,
     which PostgreSQL and the gateway accept and Python cannot load: read clamped to the
@@ -53,12 +64,7 @@ class ApiKey(models.Model):
         return self.public_id
 
     def status(self, now: datetime | None = None) -> str:
-        """Active, Disabled or Expired, by the gateway's own rules."""
-        if self.disabled_at is not None:
-            return "Disabled"
-        if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
-            return "Expired"
-        return "Active"
+        return key_status(self.disabled_at, self.expires_at, now)
 
 
 class AuditEvent(models.Model):

@@ -24,12 +24,14 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from keys import gateway_probe, leaks, listing, service, text, tokens
 from keys.forms import CreateKeyForm, DescriptionForm, LeakForm, RotateForm
 from keys.models import ApiKey, AuditEvent
 from keys.permissions import can_write, require_audit_viewer, require_viewer, require_writer
+from t0admin.compression import never_compress
 
 AUDIT_PAGE = 100
 
@@ -68,10 +70,22 @@ def key_list(request: HtmxHttpRequest) -> HttpResponse:
         )
     except listing.BadPageRequest as error:
         return _problem(request, str(error), 400)
+    return _list(request, page, query, limit, request.get_full_path())
+
+
+def _list(
+    request: HtmxHttpRequest, page: listing.Page, query: str, limit: int, table_url: str
+) -> HttpResponse:
+    """The list page; `table_url` is where the table reloads itself from (keysChanged)."""
     keep: dict[str, int | str] = {"limit": limit} if limit != listing.DEFAULT_LIMIT else {}
     if query:
         keep["q"] = query
-    context = {"page": page, "query": query, "keep": "&" + urlencode(keep) if keep else ""}
+    context = {
+        "page": page,
+        "query": query,
+        "keep": "&" + urlencode(keep) if keep else "",
+        "table_url": table_url,
+    }
     return _render(request, "keys/list.html", "table", context)
 
 
@@ -89,6 +103,12 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
         except listing.BadPageRequest as error:
             return _problem(request, str(error), 400)
         target = reverse("keys:list") + (f"?{urlencode({'q': query})}" if query else "")
+        if tokens.is_public_id(query) and ApiKey.objects.filter(public_id=query).exists():
+            # An exact public ID: the one key, answered here rather than by a redirect
+            # and a second request. A public ID is no secret; the table reloads from
+            # the search's own URL.
+            page = listing.page(listing.DEFAULT_LIMIT, query=query)
+            return _list(request, page, query, listing.DEFAULT_LIMIT, target)
         return redirect(target)
     if len(leaks.extract(query)) > 1:
         return _check_leak(request, query, LeakForm())  # a leak: the leaked keys page's answer
@@ -113,6 +133,7 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
         "key": api_key,
         "genuine": genuine,
         "secret_only": not parsed.public_id,
+        "keys": [api_key] if api_key else [],
     }
     response = _render(request, "keys/find.html", None, context)
     add_never_cache_headers(response)
@@ -152,6 +173,7 @@ def _show_secret(
     context = {"created": created, "old": old, "gateway_url": settings.GATEWAY_URL}
     response = _render(request, "keys/created.html", "created", context)
     add_never_cache_headers(response)
+    never_compress(response)  # README: "Compression and BREACH"
     response["HX-Trigger"] = KEYS_CHANGED
     return response
 
@@ -265,7 +287,13 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     public_id = api_key.public_id
     if request.method == "GET":
         form = DescriptionForm(initial={"description": text.editable(api_key.description)})
-        return _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
+        response = _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
+        if request.htmx:
+            # The row's link carries no htmx attributes (the tbody's send it to the
+            # dialog): the form replaces the row it was opened from.
+            retarget(response, f"#key-{public_id}")
+            reswap(response, "outerHTML")
+        return response
     form = DescriptionForm(request.POST)
     if not form.is_valid():
         context = {"key": api_key, "form": form}
@@ -276,7 +304,7 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
         description=form.cleaned_data["description"],
     )
     if request.htmx:
-        return _render(request, "keys/list.html", "row", {"key": api_key})
+        return _render(request, "keys/list.html", "rows", {"keys": [api_key]})
     messages.success(request, f"Description of API key {public_id} saved.")
     return redirect("keys:list")
 

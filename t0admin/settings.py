@@ -122,6 +122,8 @@ MIDDLEWARE = [
     # host check and sign-in (see the class).
     "t0admin.health.HealthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Pages gzipped when the client accepts it; before every layer that writes the body.
+    "t0admin.compression.CompressionMiddleware",
     # Django's, saving a session only now and then (idle expiry) and never turning a
     # failed save into a 400 that would hide a committed write (t0admin/sessions.py).
     "t0admin.sessions.SessionMiddleware",
@@ -161,6 +163,17 @@ TEMPLATES = [
                 "keys.context_processors.t0admin",
                 "t0admin.auth.context",
             ],
+        },
+    },
+    {
+        # The list's rows only (keys/rows.py says why); every page is the one above.
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {
+            "environment": "keys.rows.environment",
+            "trim_blocks": True,
+            "lstrip_blocks": True,
         },
     },
 ]
