@@ -83,10 +83,15 @@
 
   document.addEventListener("htmx:afterSwap", (event) => {
     const dialog = modal();
+    enhance(event.detail.target);
+    if (event.detail.target === modalBody() && dialog && !dialog.open) dialog.showModal();
+  });
+
+  // Focus moves once htmx has wired the new content (it does so as it settles): a form
+  // focused earlier and submitted at once with Enter would go as a plain POST.
+  document.addEventListener("htmx:afterSettle", (event) => {
     const target = event.detail.target;
-    enhance(target);
-    if (target === modalBody() && dialog) {
-      if (!dialog.open) dialog.showModal();
+    if (target === modalBody() && modal()) {
       focusOn(firstFocusable(target));
       const said = target.querySelector("[role=alert], [role=status], .errors");
       if (said) announce(words(said));
