@@ -85,6 +85,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("T0ADMIN_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 READ_ONLY = env_flag("TENSORZERO_UI_READ_ONLY")
 GATEWAY_URL = os.environ.get("TENSORZERO_GATEWAY_URL", "").strip() or "http://localhost:3000"
+# The TensorZero UI, where an inference ID links to its page; unset: IDs are plain text.
+TENSORZERO_UI_URL = os.environ.get("TENSORZERO_UI_URL", "").strip().rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -236,6 +238,14 @@ def _positive_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number above 0, not {raw!r}.")
     return int(raw)
 
+
+# Usage (keys/usage.py): pages catch the rollup up when it is older than the first, spending
+# at most the second on it; rows the gateway writes later than the third after their id's
+# time are missed. The gateway's auth cache TTL decides when use after disabling is a problem.
+USAGE_MAX_AGE_SECONDS = _positive_int("T0ADMIN_USAGE_MAX_AGE_SECONDS", 60)
+USAGE_CATCH_UP_SECONDS = _positive_int("T0ADMIN_USAGE_CATCH_UP_SECONDS", 2)
+USAGE_LATE_SECONDS = _positive_int("T0ADMIN_USAGE_LATE_SECONDS", 15 * 60)
+GATEWAY_AUTH_CACHE_TTL_MS = _positive_int("T0ADMIN_GATEWAY_AUTH_CACHE_TTL_MS", 1000)
 
 # Idle expiry: the cookie's age restarts with every request.
 SESSION_COOKIE_AGE = _positive_int("T0ADMIN_SESSION_IDLE_MINUTES", 8 * 60) * 60
