@@ -66,6 +66,7 @@ FORBIDDEN = (
     "No usage figures: t0admin's database role may not read the gateway's observability "
     "tables (schema tensorzero); grant it USAGE on the schema and SELECT on the tables."
 )
+UNREADABLE = "No usage figures: reading them failed (details in t0admin's log)."
 
 
 def _id_time(column: str) -> str:
@@ -193,7 +194,7 @@ def _oldest_inference(cursor: Any) -> datetime | None:
 def _feed_one_chunk(chunk: timedelta, timeout_ms: int | None) -> tuple[bool, bool]:
     """(fed, reached_now). Not fed: another instance holds the lock."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s), now()", [LOCK])
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s), statement_timestamp()", [LOCK])
         locked, now = cursor.fetchone()
         if not locked:
             return False, False
@@ -275,7 +276,7 @@ class Freshness:
 
 def freshness() -> Freshness:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT now()")
+        cursor.execute("SELECT statement_timestamp()")
         (now,) = cursor.fetchone()
     state = UsageState.objects.filter(pk=1).first()
     if state is None:
