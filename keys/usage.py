@@ -54,8 +54,12 @@ HOUR = timedelta(hours=1)
 CHUNK = timedelta(hours=6)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = 50
-WINDOWS = (("Last hour", HOUR), ("Last 24 hours", timedelta(days=1)))
-WINDOWS += (("Last 7 days", timedelta(days=7)), ("Last 30 days", timedelta(days=30)))
+WINDOWS: tuple[tuple[str, timedelta], ...] = (
+    ("Last hour", HOUR),
+    ("Last 24 hours", timedelta(days=1)),
+    ("Last 7 days", timedelta(days=7)),
+    ("Last 30 days", timedelta(days=30)),
+)
 BREAKDOWN = timedelta(days=30)
 
 ABSENT = (
@@ -186,7 +190,7 @@ def _oldest_inference(cursor: Any) -> datetime | None:
     parts = " UNION ALL ".join(
         f"(SELECT id FROM {SCHEMA}.{table} ORDER BY id LIMIT 1)" for table in INFERENCE_TABLES
     )
-    cursor.execute(f"SELECT {_id_time('min(id)')} FROM ({parts}) AS oldest")
+    cursor.execute(f"SELECT {_id_time('id')} FROM ({parts}) AS oldest ORDER BY id LIMIT 1")
     row = cursor.fetchone()
     return row[0] if row else None
 
