@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # starting the embedded PostgreSQL, which it would leave running.
 MYPY := TENSORZERO_POSTGRES_URL=postgresql://mypy@127.0.0.1:1/mypy DJANGO_SECRET_KEY=mypy-only $(BIN)/mypy .
 
-.PHONY: run test lint typecheck pytest bench clean lock
+.PHONY: run test lint typecheck pytest bench bench-usage clean lock
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m t0admin.serve
@@ -29,6 +29,11 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/paging.py $(BENCH_ARGS)
+
+# Usage at 10 million inferences; the data is generated once (minutes) and kept in the
+# bench cluster's database t0admin_usage_bench.
+bench-usage: $(VENV)/.dev
+	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/usage.py $(BENCH_ARGS)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
