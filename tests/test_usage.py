@@ -372,3 +372,24 @@ def test_without_observability_tables_every_usage_element_says_so(
     assert "Cannot tell which keys are unused" in stale.content.decode()
     assert usage.catch_up() is False
     assert client.get("/readyz").status_code == 200
+
+
+def test_catch_up_command_counts_everything(tables) -> None:  # type: ignore[no-untyped-def]
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    public_id = new_key()
+    for days in (1, 20, 29):
+        obs.insert(tables, public_id, timezone.now() - timedelta(days=days))
+    out = StringIO()
+    call_command("catch_up_usage", stdout=out)
+    assert out.getvalue().startswith("Usage counted up to ")
+    assert rolled_up(public_id) == 3
+
+
+def test_catch_up_command_says_when_there_is_nothing_to_read() -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="no TensorZero observability tables"):
+        call_command("catch_up_usage")
