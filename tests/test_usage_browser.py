@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -34,18 +33,8 @@ def tables():  # type: ignore[no-untyped-def]
             obs.drop(cursor)
 
 
-@pytest.fixture
-def signed_in(page, live_server_url: str, admin_user):  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(admin_user)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server_url}]
-    )
-    return page
-
-
-def test_list_column_and_key_page(signed_in, live_server_url: str, tables) -> None:  # type: ignore[no-untyped-def]
-    page = signed_in
+def test_list_column_and_key_page(signed_in_page, live_server_url: str, tables) -> None:  # type: ignore[no-untyped-def]
+    page = signed_in_page
     used = service.create_key(actor="t", description="busy service").api_key.public_id
     unused = service.create_key(actor="t", description="forgotten").api_key.public_id
     now = timezone.now()
