@@ -26,7 +26,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -359,7 +359,6 @@ class KeyUsage:
     feedback: int
     after_disabled: int | None = None
     after_ttl: int | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _counts_since(public_id: str, moments: list[datetime], until: datetime) -> list[int]:
@@ -516,6 +515,4 @@ def key_usage(
     recorded = KeyLastUsed.objects.filter(public_id=public_id).values_list("last_used", flat=True)
     seen = [*recorded, *(row.at for row in usage.latest[:1])]
     usage.last_used = max(seen) if seen else None
-    if current.known_since and moments[-1] < current.known_since:
-        usage.notes.append("known_since")
     return usage

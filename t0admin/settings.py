@@ -87,6 +87,10 @@ READ_ONLY = env_flag("TENSORZERO_UI_READ_ONLY")
 GATEWAY_URL = os.environ.get("TENSORZERO_GATEWAY_URL", "").strip() or "http://localhost:3000"
 # The TensorZero UI, where an inference ID links to its page; unset: IDs are plain text.
 TENSORZERO_UI_URL = os.environ.get("TENSORZERO_UI_URL", "").strip().rstrip("/")
+if TENSORZERO_UI_URL and not re.match(r"https?://[^\s\"'<>]+$", TENSORZERO_UI_URL):
+    raise ImproperlyConfigured(
+        f"TENSORZERO_UI_URL must be an http(s) URL such as http://localhost:4000, not {TENSORZERO_UI_URL!r}."
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
