@@ -393,3 +393,15 @@ def test_catch_up_command_says_when_there_is_nothing_to_read() -> None:
 
     with pytest.raises(CommandError, match="no TensorZero observability tables"):
         call_command("catch_up_usage")
+
+
+def test_latest_of_a_busy_key_are_its_newest_fifty(tables) -> None:  # type: ignore[no-untyped-def]
+    public_id = new_key()
+    now = timezone.now()
+    ids = [obs.insert(tables, public_id, now - timedelta(seconds=10 + s)) for s in range(70)]
+    ids.append(obs.insert(tables, public_id, now - timedelta(seconds=5), table="json_inferences"))
+    obs.insert(tables, new_key(), now - timedelta(seconds=1))  # someone else's, newer
+    usage.catch_up()
+    available, current = usage.refresh()
+    latest = usage.key_usage(public_id, available, current).latest
+    assert [row.id for row in latest] == sorted(ids, reverse=True)[: usage.LATEST]
