@@ -174,7 +174,9 @@ class UsageState(models.Model):
 
     complete_until = models.DateTimeField()
     known_since = models.DateTimeField()  # the oldest hour the rollup has seen
-    caught_up_at = models.DateTimeField()  # when a catch-up last ran to the end
+    # When the last chunk read the gateway's tables: a row written after it can only be
+    # late if its id's time is within the late window before it.
+    fed_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"usage complete until {self.complete_until:%Y-%m-%d %H:%M:%S}"

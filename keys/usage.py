@@ -53,6 +53,8 @@ TAG = "tensorzero::api_key_public_id"
 LOCK = gateway_schema.BOOTSTRAP_LOCK + 8  # any constant every t0admin process shares
 HOUR = timedelta(hours=1)
 CHUNK = timedelta(hours=6)
+MIN_CHUNK = timedelta(minutes=5)
+_chunk_limit = CHUNK  # per process: halved when a bounded catch-up runs out of time
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = 50
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
@@ -77,7 +79,9 @@ UNREADABLE = "No usage figures: reading them failed (details in t0admin's log)."
 
 def _id_time(column: str) -> str:
     """SQL for the millisecond time in a UUIDv7 (its first 48 bits)."""
-    return f"to_timestamp((('x' || left(replace({column}::text, '-', ''), 12))::bit(48)::bigint) / 1000.0)"
+    text = f"{column}::text"
+    hex48 = f"substr({text}, 1, 8) || substr({text}, 10, 4)"
+    return f"to_timestamp((('x' || {hex48})::bit(48)::bigint) / 1000.0)"
 
 
 def uuid_floor(at: datetime) -> uuid.UUID:
@@ -211,11 +215,14 @@ def _feed_one_chunk(chunk: timedelta, timeout_ms: int | None) -> tuple[bool, boo
         if state is None:
             oldest = _oldest_inference(cursor)
             start = hour_floor(min(oldest, now) if oldest else now)
-            state = UsageState(pk=1, complete_until=start, known_since=start, caught_up_at=start)
+            state = UsageState(pk=1, complete_until=start, known_since=start, fed_at=start)
         if state.complete_until >= now:
             return True, True
+        # Recount the hours a late row may have landed in since the last chunk read: far
+        # behind (a first catch-up) only the watermark's own hour, at the live edge the
+        # late window before that read too.
         late = timedelta(seconds=settings.USAGE_LATE_SECONDS)
-        start = hour_floor(state.complete_until - late)
+        start = hour_floor(min(state.complete_until, state.fed_at - late))
         end = min(now, state.complete_until + chunk)
         for model in (UsageHour, ModelUsageHour):
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE hour >= %s", [start])
@@ -224,8 +231,7 @@ def _feed_one_chunk(chunk: timedelta, timeout_ms: int | None) -> tuple[bool, boo
         )
         state.complete_until = end
         state.known_since = min(state.known_since, start)
-        if end >= now:
-            state.caught_up_at = now
+        state.fed_at = now
         state.save()
         return True, end >= now
 
@@ -237,16 +243,22 @@ def catch_up(budget_seconds: float | None = None, chunk: timedelta = CHUNK) -> b
     others return False at once. Rows are never counted twice: every chunk replaces the
     hours it recounts, in the same transaction, under the lock.
     """
+    global _chunk_limit
     if not availability().ok:
         return False
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     while True:
         timeout_ms = None
+        size = chunk
         if deadline is not None:
             timeout_ms = max(int((deadline - time.monotonic()) * 1000), 100)
+            size = min(chunk, _chunk_limit)
         try:
-            fed, done = _feed_one_chunk(chunk, timeout_ms)
-        except OperationalError as error:  # the statement timeout: the next read goes on
+            fed, done = _feed_one_chunk(size, timeout_ms)
+        except OperationalError as error:
+            # The statement timeout: a smaller chunk next time, so that a busy gateway's
+            # backlog still moves forward a bounded slice per read.
+            _chunk_limit = max(size / 2, MIN_CHUNK)
             log.warning("usage catch-up stopped: %s", str(error).strip().splitlines()[:1])
             return False
         if not fed or done:

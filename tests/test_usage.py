@@ -405,3 +405,17 @@ def test_latest_of_a_busy_key_are_its_newest_fifty(tables) -> None:  # type: ign
     available, current = usage.refresh()
     latest = usage.key_usage(public_id, available, current).latest
     assert [row.id for row in latest] == sorted(ids, reverse=True)[: usage.LATEST]
+
+
+def test_a_bounded_catch_up_says_how_far_it_got(tables, admin_client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.USAGE_CATCH_UP_SECONDS = 0.001
+    public_id = new_key()
+    now = timezone.now()
+    obs.insert(tables, public_id, now - timedelta(days=10))
+    obs.insert(tables, public_id, now - timedelta(minutes=1))
+    html = admin_client.get(f"/api-keys/{public_id}").content.decode()
+    until = UsageState.objects.get().complete_until
+    assert until < now - timedelta(days=9)  # one chunk, then the time was up
+    assert "days ago)" in html  # and the page says how old its figures are
+    window = html[html.index("Last hour") :].split("</tr>")[0]
+    assert '<td class="num">0</td>' in window  # nothing newer than "as of" is claimed

@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                 ),
                 ("complete_until", models.DateTimeField()),
                 ("known_since", models.DateTimeField()),
-                ("caught_up_at", models.DateTimeField()),
+                ("fed_at", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
