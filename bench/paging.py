@@ -540,7 +540,14 @@ def main() -> int:
 
         text = report(info, rows, reps, load_s, measurements, renders)
 
-    args.results.write_text(text, encoding="utf-8")
+    # bench/usage.py keeps its own section at the end of the same file.
+    existing = args.results.read_text(encoding="utf-8") if args.results.exists() else ""
+    usage_section = (
+        existing[existing.index("# Usage benchmark") :] if "# Usage benchmark" in existing else ""
+    )
+    args.results.write_text(
+        text + ("\n" + usage_section if usage_section else ""), encoding="utf-8"
+    )
     print(text)
     log(f"wrote {args.results} in {time.perf_counter() - began:.0f} s")
     return 0

@@ -315,6 +315,31 @@ def straight_queries(url: str, keys: dict[str, str], reps: int) -> list[tuple[st
         results.append(
             (f"last used, newest tagged row by id ({label})", sql_ms(url, last, [filt], reps), "")
         )
+    # The list's column without a rollup: the newest tagged row of each of the 100 keys.
+    page_last_used = (
+        "SELECT k.public_id, (SELECT c.id FROM tensorzero.chat_inferences c WHERE c.tags @> "
+        f"jsonb_build_object('{tag}', k.public_id::text) ORDER BY c.id DESC LIMIT 1) "
+        f"FROM (SELECT public_id FROM {paging.TABLE} ORDER BY id DESC LIMIT 100) AS k"
+    )
+    results.append(
+        (
+            "Last used for the list's 100 keys, one probe each",
+            sql_ms(url, page_last_used, None, reps),
+            "chat only",
+        )
+    )
+    # The stale filter without a rollup: which keys had an inference in 30 days.
+    used_30 = (
+        f"SELECT count(DISTINCT tags ->> '{tag}') FROM tensorzero.chat_inferences "
+        "WHERE created_at >= now() - interval '30 days'"
+    )
+    results.append(
+        (
+            "keys used in 30 days (for the stale filter), one scan",
+            sql_ms(url, used_30, None, 1),
+            "chat only; 1 run",
+        )
+    )
     return results
 
 
@@ -360,8 +385,56 @@ def results_text(
         "",
         *table(straight, "query"),
         "",
+        *DESIGNS,
     ]
     return "\n".join(lines)
+
+
+DESIGNS = [
+    "## Designs compared",
+    "",
+    "- **Straight queries on the gateway's tables, per page** (no state of our own; the last "
+    "table). Counting a key's inferences uses the GIN index on `tags`, which finds rows but "
+    "neither counts nor sorts them: the cost grows with the key's traffic, so the busiest "
+    "key's 30-day count and per-model totals (a join to `model_inferences`) miss the 100 ms "
+    'target by far, while quiet keys are cheap. "Last used" for one busy key is cheap '
+    "(the primary key walked backwards stops at its first row), but for 100 keys of every "
+    "kind it adds up, and the stale filter has to read 30 days of rows to learn which keys "
+    "were used at all.",
+    "- **A rollup per key and hour in t0admin's own schema** (chosen; `keys/usage.py`): "
+    "`UsageHour` (key, hour, function: inferences, tokens, cost, last seen), `ModelUsageHour` "
+    "(key, hour, model) and `KeyLastUsed` (one row per key ever used). A page reads at most "
+    "720 hours x a few functions for one key, the list one row per listed key, the stale "
+    "filter walks the key table's primary key with an anti-join probe into `KeyLastUsed`. "
+    "The partial hour at each window's edge is counted from the raw rows on the primary key "
+    "(at most an hour of one partition), so windows are exact up to the watermark.",
+    "- **A rollup per key and day** (considered): 24 times fewer rows, but a window's edge "
+    "would need up to a day of raw rows (for the busiest key tens of thousands) on every "
+    'page, and "last hour" could not come from the rollup at all.',
+    "- **Feeding by `created_at`** (rejected): it has no index besides partition pruning, so "
+    "every catch-up would scan whole day partitions. The ids are UUIDv7: `id >= t` is a range "
+    "of each partition's primary key, which is what the catch-up and the edge counts read. "
+    "Nothing assumes `created_at` equals the id's time.",
+    "- **Triggers or a materialized view on the gateway's tables** (not allowed, and a "
+    "`REFRESH` recounts everything: about the first catch-up's time, every time).",
+    "- **A daemon** (rejected): the catch-up runs on read, when the watermark is older than "
+    "`T0ADMIN_USAGE_MAX_AGE_SECONDS` (60), bounded by `T0ADMIN_USAGE_CATCH_UP_SECONDS` (2 s, "
+    "a statement timeout; after a timeout the next read takes a smaller chunk) and guarded by "
+    "a transaction-level advisory lock taken with try, so one instance feeds and the others "
+    "show what is there. The table above gives the price a reader pays once a minute; every "
+    "other page view reads the rollup only. The first catch-up over 30 days is "
+    "`manage.py catch_up_usage` (or pages, 2 s at a time).",
+    "- **Late rows**: each chunk replaces the hours from (watermark, or the previous read "
+    "minus `T0ADMIN_USAGE_LATE_SECONDS`) on, in one transaction under the lock, so a row "
+    "written up to 15 minutes after its id's time is counted, once. The recount starts on "
+    "the hour, which is most of the catch-up's cost at the live edge.",
+    "- **The filter counts** (all, active, disabled, expired, not used in 30 / 90 days) are "
+    "one pass over the key table (no index on `disabled_at` or `expires_at`, and t0admin adds "
+    "none) plus a join from the recently used keys: the list fetches them with htmx after it "
+    "has shown, so the list's own time stays that of its 100 rows; a filtered page (the "
+    "stale filter) computes them inline, within its 200 ms.",
+    "",
+]
 
 
 def write_results(path: Path, text: str) -> None:
