@@ -566,6 +566,10 @@ def measure(url: str, args: argparse.Namespace) -> None:
         reps,
     )
     info = paging.machine(url)
+    # Other work on the machine shows in every figure: say how busy it was.
+    info["load average (1, 5, 15 min) at the end"] = " ".join(
+        Path("/proc/loadavg").read_text().split()[:3]
+    )
     text = results_text(info, meta, rollup, pages, straight, catch)
     write_results(args.results, text)
     print(text)
