@@ -98,7 +98,7 @@ def gunicorn(
             try:
                 with urllib.request.urlopen(server.url + "/healthz", timeout=2):
                     break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # a slow first boot
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
