@@ -7,6 +7,10 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "t0admin.settings")
+    # Said before the settings load: libraries' INFO lines (django-axes' "AXES: BEGIN
+    # version ...") belong in the server's log; a command's stderr is for what went wrong,
+    # so that scripts and cron mails stay quiet.
+    os.environ["T0ADMIN_COMMAND_LINE"] = "1"
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 

@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))  # run as `python bench/paging.py`: make t0admin i
 import psycopg  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
 
+from bench.results import rewrite  # noqa: E402
+
 TABLE = "public.tensorzero_auth_api_key"
 LIMIT = 100
 
@@ -540,14 +542,7 @@ def main() -> int:
 
         text = report(info, rows, reps, load_s, measurements, renders)
 
-    # bench/usage.py keeps its own section at the end of the same file.
-    existing = args.results.read_text(encoding="utf-8") if args.results.exists() else ""
-    usage_section = (
-        existing[existing.index("# Usage benchmark") :] if "# Usage benchmark" in existing else ""
-    )
-    args.results.write_text(
-        text + ("\n" + usage_section if usage_section else ""), encoding="utf-8"
-    )
+    rewrite(args.results, text)  # other scripts' sections (bench/results.py) stay
     print(text)
     log(f"wrote {args.results} in {time.perf_counter() - began:.0f} s")
     return 0

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
 
-from bench import paging  # noqa: E402
+from bench import paging, results  # noqa: E402
 from tests import gateway_observability as obs  # noqa: E402
 
 DATABASE = "t0admin_usage_bench"
@@ -438,10 +438,8 @@ DESIGNS = [
 
 
 def write_results(path: Path, text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md, keeping the paging section."""
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    head = current.split(RESULTS_HEADING)[0].rstrip()
-    path.write_text((head + "\n\n" if head else "") + text, encoding="utf-8")
+    """This benchmark's own marked section of RESULTS.md (bench/results.py)."""
+    results.write_section(path, "bench/usage.py", text.rstrip("\n"))
 
 
 def main() -> int:

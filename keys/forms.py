@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from keys import service
+from keys import service, text
 from keys.service import DESCRIPTION_MAX, LATEST_EXPIRATION
 
 EXPIRATION_PRESETS: dict[str, timedelta | None] = {
@@ -53,6 +53,13 @@ class DescriptionField(forms.CharField):
             },
             **kwargs,
         )
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        # What a refused form shows again: never the secret it was refused for (the
+        # answer would then hold it), and no invisible characters the person cannot see
+        # to remove. Validation still reads what was sent.
+        value = super().bound_data(data, initial)
+        return text.editable(value) if isinstance(value, str) else value
 
 
 class FormTokenMixin(forms.Form):

@@ -6,17 +6,23 @@ gateway's table exactly as the gateway's own tools do (GATEWAY.md).
 
 from __future__ import annotations
 
+import logging
+import time
 import unicodedata
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from keys import tokens
+from keys import text, tokens
 from keys.models import ApiKey, AuditEvent
 
 DESCRIPTION_MAX = 255
@@ -25,6 +31,11 @@ ORGANIZATION = WORKSPACE = "default"  # what the gateway's own CLI writes
 PUBLIC_ID_ATTEMPTS = 5
 # Far enough for any real key; near enough that no time zone arithmetic can overflow.
 LATEST_EXPIRATION = timedelta(days=100 * 365)
+# After a COMMIT whose answer was lost: how long to wait for the old connection's server
+# process to end (its transaction is final then) before saying the outcome is unknown.
+CONFIRM_SECONDS = 3.0
+
+log = logging.getLogger("t0admin.writes")
 
 
 class ServiceError(Exception):
@@ -41,6 +52,92 @@ class AlreadySubmitted(ServiceError):
 
 class CannotRotate(ServiceError):
     pass
+
+
+class OutcomeUnknown(Exception):
+    """The connection broke while the database committed a write, and the database could
+    not be asked afterwards: the change may or may not have been saved."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        super().__init__(f"the outcome of {action} is unknown: the connection broke at COMMIT")
+
+
+# What the current request has committed, in words, for the error pages: a failure after
+# a commit must not be answered with "nothing was changed". Reset as each request starts.
+_saved_writes: ContextVar[tuple[str, ...]] = ContextVar("saved_writes", default=())
+
+
+def saved_writes() -> tuple[str, ...]:
+    return _saved_writes.get()
+
+
+def forget_saved_writes(**kwargs: Any) -> None:
+    _saved_writes.set(())
+
+
+@dataclass
+class _Write:
+    action: str  # in words: "creating key abc…"
+    # Asks, on a fresh connection, whether this write is in the database.
+    saved: Callable[[], bool] | None = None
+
+
+@contextmanager
+def _writing(action: str) -> Iterator[_Write]:
+    """transaction.atomic() for one write, telling a COMMIT whose answer was lost apart
+    from a failure before it. Before COMMIT the database rolls back: nothing changed, and
+    the error goes on as it is. At COMMIT it may have committed: the database is asked
+    again, and the write either counts as saved or raises OutcomeUnknown."""
+    write = _Write(action)
+    connection = transaction.get_connection()
+    outermost = not connection.in_atomic_block
+    committing = False
+    backend_pid: int | None = None
+    try:
+        with transaction.atomic():
+            yield write
+            if outermost:
+                backend_pid = connection.connection.info.backend_pid
+                committing = True
+    except (OperationalError, InterfaceError) as error:
+        if not committing:
+            raise
+        saved = _ask_again(backend_pid, write)
+        if saved is None:
+            raise OutcomeUnknown(write.action) from error
+        if not saved:
+            raise
+        log.warning("the answer to COMMIT was lost; %s was saved all the same", write.action)
+    if outermost:
+        _saved_writes.set((*_saved_writes.get(), write.action))
+
+
+def _ask_again(backend_pid: int | None, write: _Write) -> bool | None:
+    """Whether the write whose COMMIT lost its answer was saved; None if not knowable now.
+
+    Only once the old connection's server process has ended is its transaction final
+    either way, so that is waited for (and asked for) first."""
+    from django.db import connection
+
+    connection.close()
+    if backend_pid is None or write.saved is None:
+        return None
+    deadline = time.monotonic() + CONFIRM_SECONDS
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+            while True:
+                cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend_pid])
+                if cursor.fetchone() is None:
+                    break
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.05)
+        return write.saved()
+    except DatabaseError:
+        connection.close()
+        return None
 
 
 @dataclass(frozen=True)
@@ -60,6 +157,20 @@ def clean_description(description: str | None) -> str | None:
         # Escape sequences would reach terminals through list_api_keys and logs, and bidi
         # overrides make one text read as another.
         raise ServiceError("The description cannot contain control characters.")
+    hidden = text.invisible_characters(description)
+    if hidden:
+        first = hidden[0]
+        raise ServiceError(
+            "The description cannot contain invisible characters: "
+            f"{text.name(description[first])} at position {first + 1}. They make two "
+            "descriptions that look the same differ. (Emoji joined by U+200D are fine.)"
+        )
+    if text.holds_secret(description):
+        raise ServiceError(
+            "The description seems to hold an API key (sk-t0-…, or its 48-character secret "
+            "part). A key's secret must never be stored or shown: remove it. Its 12-character "
+            "public ID is fine to mention."
+        )
     if len(description) > DESCRIPTION_MAX:
         raise ServiceError(f"The description can be at most {DESCRIPTION_MAX} characters.")
     return description or None
@@ -106,7 +217,7 @@ def _insert_key(
 ) -> CreatedKey:
     """Insert a fresh key as given: callers have checked (or, rotating, inherited) it."""
     try:
-        with transaction.atomic():
+        with _writing("creating a key") as write:
             for _ in range(PUBLIC_ID_ATTEMPTS):
                 secret = tokens.generate()
                 parsed = tokens.parse(secret)
@@ -129,6 +240,9 @@ def _insert_key(
                         raise
             else:  # 62^12 public IDs: reaching this means the generator is broken
                 raise ServiceError("Could not find a free public ID; nothing was created.")
+            public_id, digest = api_key.public_id, api_key.hash
+            write.action = f"creating key {public_id}"
+            write.saved = ApiKey.objects.filter(public_id=public_id, hash=digest).exists
             AuditEvent.objects.create(
                 actor=actor,
                 action=AuditEvent.Action.CREATE,
@@ -184,7 +298,8 @@ def disable_key(*, actor: str, public_id: str) -> tuple[ApiKey, bool]:
     Only a key not yet disabled is touched, so the first disable time is kept and a second
     disable changes nothing. There is no re-enable.
     """
-    with transaction.atomic():
+    with _writing(f"disabling key {public_id}") as write:
+        write.saved = ApiKey.objects.filter(public_id=public_id, disabled_at__isnull=False).exists
         api_key = get_key(public_id)
         changed = _disable(api_key)
         api_key.refresh_from_db()
@@ -197,7 +312,8 @@ def disable_key(*, actor: str, public_id: str) -> tuple[ApiKey, bool]:
 
 def set_description(*, actor: str, public_id: str, description: str | None) -> ApiKey:
     description = clean_description(description)
-    with transaction.atomic():
+    with _writing(f"editing the description of key {public_id}") as write:
+        write.saved = ApiKey.objects.filter(public_id=public_id, description=description).exists
         api_key = get_key(public_id)
         before = api_key.description
         ApiKey.objects.filter(pk=api_key.pk).update(description=description, updated_at=Now())
@@ -250,7 +366,7 @@ def rotate_key(
     One transaction: either the new key exists and the old one is on its way out, or
     nothing changed.
     """
-    with transaction.atomic():
+    with _writing(f"rotating key {public_id}") as write:
         # Locked: two rotations of one key at once would make two replacements.
         old = ApiKey.objects.select_for_update().get(pk=get_key(public_id).pk)
         if form_token is not None and AuditEvent.objects.filter(form_token=form_token).exists():
@@ -266,6 +382,9 @@ def rotate_key(
             expires_at=old.expires_at,
             form_token=form_token,
         )
+        new_id = created.api_key.public_id
+        write.action = f"rotating key {public_id} (replacement: key {new_id})"
+        write.saved = ApiKey.objects.filter(public_id=new_id).exists
         if grace is None:
             _disable(old)
         else:

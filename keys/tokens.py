@@ -100,3 +100,9 @@ def extract(text: str) -> ParsedKey | None:
         return ParsedKey(public_id=found.group(1), long_key=found.group(2))
     alone = _LONG_KEY_IN_TEXT.search(plain)
     return ParsedKey(public_id="", long_key=alone.group(0)) if alone else None
+
+
+def redact(text: str, mark: str) -> str:
+    """`text` with every secret part (48 characters, alone or inside a whole key, whatever
+    its dashes) replaced by `mark`; public IDs stay, they are not secret."""
+    return _LONG_KEY_IN_TEXT.sub(mark, text)

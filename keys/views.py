@@ -22,7 +22,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from keys import listing, service, tokens, usage
+from keys import listing, service, text, tokens, usage
 from keys.forms import CreateKeyForm, DescriptionForm, RotateForm
 from keys.models import ApiKey, AuditEvent
 from keys.permissions import (
@@ -298,7 +298,7 @@ def rotate_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
 def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     public_id = api_key.public_id
     if request.method == "GET":
-        form = DescriptionForm(initial={"description": api_key.description})
+        form = DescriptionForm(initial={"description": text.editable(api_key.description)})
         return _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
     form = DescriptionForm(request.POST)
     if not form.is_valid():

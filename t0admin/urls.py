@@ -24,4 +24,6 @@ urlpatterns = [
     path("django-admin/", admin.site.urls),
 ]
 
+handler400 = "t0admin.errors.bad_request"
+handler404 = "t0admin.errors.page_not_found"
 handler500 = "t0admin.errors.server_error"

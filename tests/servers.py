@@ -8,14 +8,13 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from t0admin.serve import align_gunicorn_trust
+from t0admin.serve import gunicorn_command
 from tests.conftest import ROOT, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -69,22 +68,9 @@ def gunicorn(
         "T0ADMIN_ALLOWED_HOSTS": "localhost,127.0.0.1",
         **(env or {}),
     }
-    align_gunicorn_trust(full_env)
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "t0admin.wsgi:application",
-                "--bind",
-                f"{bind_host}:{port}",
-                "--workers",
-                "2",
-                "--no-control-socket",
-                "--access-logfile",
-                "-",
-            ],
+            gunicorn_command("--bind", f"{bind_host}:{port}"),
             cwd=ROOT,
             env=full_env,
             stdout=out,
@@ -96,9 +82,11 @@ def gunicorn(
         while True:
             assert process.poll() is None, server.output()
             try:
-                with urllib.request.urlopen(server.url + "/healthz", timeout=2):
+                with urllib.request.urlopen(server.url + "/healthz", timeout=5):
                     break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):  # a slow first boot
+            # Refused, unreachable or (on a busy machine) too slow: all OSErrors, all one
+            # more try until the deadline.
+            except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)

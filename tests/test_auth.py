@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -97,8 +99,26 @@ def test_failures_for_one_user_name_lock_it_out_from_other_addresses(
     assert sign_in(client, "alice", PASSWORD, REMOTE_ADDR="203.0.113.7").status_code == 429
 
 
-def test_failures_through_a_trusted_proxy_count_per_forwarded_client(
+@pytest.fixture
+def loopback_proxy(settings: Any) -> Any:
+    """As with T0ADMIN_TRUSTED_PROXIES=127.0.0.1: the test client's address is a proxy."""
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32")]
+    return settings
+
+
+def test_forwarded_for_from_an_unconfigured_proxy_cannot_dodge_the_lockout(
     client: Client, alice: User
+) -> None:
+    """By default no proxy is trusted: a local process that makes up X-Forwarded-For for
+    each attempt is still one address, and locked out after five failures."""
+    for number in range(5):
+        sign_in(client, f"nobody{number}", "wrong", HTTP_X_FORWARDED_FOR=f"198.51.100.{number}")
+    response = sign_in(client, "alice", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.99")
+    assert response.status_code == 429
+
+
+def test_failures_through_a_trusted_proxy_count_per_forwarded_client(
+    client: Client, alice: User, loopback_proxy: Any
 ) -> None:
     for number in range(5):
         sign_in(client, f"nobody{number}", "wrong", HTTP_X_FORWARDED_FOR="198.51.100.1")
@@ -110,7 +130,7 @@ def test_failures_through_a_trusted_proxy_count_per_forwarded_client(
     "forwarded", ["unknown", "not-an-ip", "1.2.3.4, garbage", "1.2.3.4:5678", "[2001:db8::1]:443"]
 )
 def test_odd_forwarded_for_values_never_break_sign_in(
-    client: Client, alice: User, forwarded: str
+    client: Client, alice: User, forwarded: str, loopback_proxy: Any
 ) -> None:
     wrong = sign_in(client, "alice", "wrong", HTTP_X_FORWARDED_FOR=forwarded)
     assert wrong.status_code == 200 and "Please enter a correct" in wrong.content.decode()
@@ -146,12 +166,28 @@ def test_idle_session_expires(client: Client, alice: User) -> None:
     assert client.get("/api-keys").status_code == 302
 
 
-def test_each_request_restarts_the_idle_clock(client: Client, alice: User) -> None:
+def test_a_request_restarts_the_idle_clock_once_some_of_it_passed(
+    client: Client, alice: User
+) -> None:
     client.force_login(alice)
     Session.objects.update(expire_date=timezone.now() + timedelta(minutes=1))
     client.get("/api-keys")
     remaining = Session.objects.get().expire_date - timezone.now()
     assert remaining > timedelta(hours=7, minutes=59)
+
+
+def test_a_request_soon_after_the_last_save_writes_no_session(client: Client, alice: User) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(alice)
+    # Saved 4 minutes ago: under 1% of the 8-hour idle period, so nothing to write.
+    expiry = timezone.now() + timedelta(hours=8) - timedelta(minutes=4)
+    Session.objects.update(expire_date=expiry)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api-keys").status_code == 200
+    assert not [q for q in queries if "django_session" in q["sql"] and "UPDATE" in q["sql"]]
+    assert Session.objects.get().expire_date == expiry
 
 
 def test_nav_names_user_role_and_offers_sign_out_by_post(client: Client, alice: User) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from io import StringIO
 
 import pytest
@@ -117,3 +118,25 @@ def test_list_api_keys_escapes_control_characters_another_tool_stored() -> None:
         cursor.execute("UPDATE tensorzero_auth_api_key SET description = 'red\x1b[31m'")
     output = run("list_api_keys")
     assert "\x1b" not in output and "red\\x1b[31m" in output
+
+
+def test_commands_keep_stderr_empty_on_success(scratch_db: str) -> None:
+    """Scripts and cron mails see a command's output, never a library's INFO line."""
+    from tests.conftest import manage
+
+    def quiet(*args: str) -> str:
+        result = manage(scratch_db, *args)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "", f"manage.py {' '.join(args)} wrote to stderr"
+        return result.stdout
+
+    quiet("migrate", "--noinput")
+    assert "created the first user" in quiet("ensure_first_admin")
+    quiet("grant", "viewer", "admin")
+    quiet("check")
+    output = quiet("create_api_key", "--description", "cron")
+    assert output.count("\n") == 1 and re.fullmatch(r"sk-t0-\w{12}-\w{48}\n", output)
+    public_id = output.split("-")[2]
+    assert public_id in quiet("list_api_keys")
+    assert f"Disabled API key {public_id}." in quiet("disable_api_key", public_id)
+    quiet("ensure_gateway_schema")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import psutil
 import psycopg
 import pytest
 
+from t0admin.serve import gunicorn_command
 from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.slow
@@ -68,10 +70,10 @@ def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 90) -> N
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
                 if r.status == 200:
                     return
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, OSError):  # refused, 503, or slow on a busy machine
             pass
         time.sleep(0.3)
     raise AssertionError("make run never became ready")
@@ -190,3 +192,97 @@ def test_stopping_make_alone_stops_everything(tmp_path: Path) -> None:
         os.kill(server.pid, signal.SIGTERM)  # make only, not its process group
         stop_or_kill(server, data, port)
     assert_nothing_left(data, port, grace=30)
+
+
+def test_after_kill_9_the_next_make_run_clears_what_was_left_and_starts(tmp_path: Path) -> None:
+    data, port = tmp_path / "data", free_port()
+    first = start(data, port, start_new_session=True)
+    try:
+        wait_ready(port, first)
+        (serve,) = psutil.Process(first.pid).children()  # make's one child: t0admin.serve
+        gunicorn = [p for p in serve.children() if "gunicorn" in " ".join(p.cmdline())]
+        assert len(gunicorn) == 1
+        serve.kill()
+        first.communicate(timeout=30)  # make reports its killed recipe and exits
+        # Linux takes gunicorn down with its parent: nothing holds the port for long.
+        gunicorn[0].wait(timeout=20)
+    except BaseException:
+        first.kill()
+        kill_leftovers(data, port)
+        raise
+
+    second = start(data, port, start_new_session=True)
+    try:
+        wait_ready(port, second)
+    except BaseException:
+        kill_leftovers(data, port)  # the first run's too: a red test leaves no servers
+        raise
+    finally:
+        output = ctrl_c(second)
+    assert "embedded PostgreSQL stopped" in output, output
+    # The PostgreSQL the killed run left is joined, then stopped with this run.
+    assert_nothing_left(data, port)
+
+
+def test_a_gunicorn_left_running_is_found_by_its_pid_file_and_stopped(tmp_path: Path) -> None:
+    """Where the OS cannot take children down with their parent, the pid file can: here a
+    gunicorn that an earlier run started, with its pid file, still holds the port."""
+    data, port = tmp_path / "data", free_port()
+    data.mkdir()
+    left = subprocess.Popen(  # noqa: S603
+        gunicorn_command("--bind", f"127.0.0.1:{port}", "--pid", str(data / "gunicorn.pid")),
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "TENSORZERO_POSTGRES_URL": "postgresql://unused@127.0.0.1:1/unused",
+            "DJANGO_SECRET_KEY": "x" * 50,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (data / "gunicorn.pid").exists():
+            assert left.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        server = start(data, port, SERVE)
+        try:
+            wait_ready(port, server)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            output = stop_or_kill(server, data, port)
+        assert left.wait(timeout=5) is not None
+    finally:
+        left.kill()
+        left.wait()
+    assert f"stopping gunicorn (pid {left.pid}) left by an earlier run" in output, output
+    assert_nothing_left(data, port)
+
+
+def test_a_port_held_by_another_program_is_named(tmp_path: Path) -> None:
+    data, port = tmp_path / "data", free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        server = start(data, port, SERVE)
+        output = stop_or_kill(server, data, port)
+    assert server.returncode == 2, output
+    assert f"127.0.0.1:{port} is in use by pid {os.getpid()}" in output, output
+    assert "Traceback" not in output
+    assert_nothing_left(data, port)
+
+
+def test_a_second_make_run_on_the_same_data_is_refused_by_name(tmp_path: Path) -> None:
+    data, port = tmp_path / "data", free_port()
+    first = start(data, port, SERVE)
+    try:
+        wait_ready(port, first)
+        second = start(data, free_port(), SERVE)
+        output = stop_or_kill(second, data, port)
+        assert second.returncode == 2, output
+        assert f"another t0admin (pid {first.pid}) is serving from {data}" in output
+        assert wait_ready(port, first) is None  # the first one is untouched
+    finally:
+        first.send_signal(signal.SIGTERM)
+        stop_or_kill(first, data, port)
+    assert_nothing_left(data, port)

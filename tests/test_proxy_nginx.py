@@ -61,7 +61,7 @@ SETUPS = {
         underscores_in_headers on;
         ignore_invalid_headers off;
         location / {
-            proxy_pass http://127.0.0.1:GUNICORN;
+            proxy_pass http://t0admin;
             proxy_set_header X-Forwarded-Email $identity;
             proxy_set_header X-Forwarded-Groups $groups;
             proxy_set_header X-Forwarded-Proto $scheme;
@@ -77,7 +77,7 @@ SETUPS = {
         """
         location = /t0admin { return 301 /t0admin/; }
         location /t0admin/ {
-            proxy_pass http://127.0.0.1:GUNICORN/;
+            proxy_pass http://t0admin/;
             proxy_set_header Tailscale-User-Login $identity;
             proxy_set_header Tailscale-User-Name "";
             COMMON
@@ -91,7 +91,7 @@ SETUPS = {
         "/keys",
         """
         location /keys/ {
-            proxy_pass http://127.0.0.1:GUNICORN/;
+            proxy_pass http://t0admin/;
             proxy_set_header X-Auth-Request-Email $identity;
             proxy_set_header X-Forwarded-Proto https;
             proxy_set_header X-Forwarded-Host $http_host;
@@ -138,6 +138,8 @@ http {
         default "";
         group-session "staff,key-admins";
     }
+    # Round robin, Nginx's default, over every t0admin instance.
+    upstream t0admin { UPSTREAMS }
     server {
         listen 127.0.0.1:PORT;
         LOCATION
@@ -147,13 +149,13 @@ http {
 
 
 @contextlib.contextmanager
-def nginx(tmp: Path, location: str, upstream: int) -> Iterator[int]:
+def nginx(tmp: Path, location: str, *upstreams: int) -> Iterator[int]:
     port = free_port()
     # As root, Nginx's workers would drop to `nobody`, who cannot use the temp dirs here.
     user = "user root;" if os.geteuid() == 0 else ""
     conf = (
         NGINX_CONF.replace("LOCATION", location.replace("COMMON", COMMON))
-        .replace("GUNICORN", str(upstream))
+        .replace("UPSTREAMS", " ".join(f"server 127.0.0.1:{up};" for up in upstreams))
         .replace("USER", user)
         .replace("TMP", str(tmp))
         .replace("PORT", str(port))
@@ -194,6 +196,7 @@ class Client:
     prefix: str = ""
     origin: str = ""
     cookies: dict[str, str] = field(default_factory=dict)
+    source: str | None = None  # the client's own address (any 127.x.y.z), if not the default
 
     def request(
         self,
@@ -202,7 +205,10 @@ class Client:
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        source = (self.source, 0) if self.source else None
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=20, source_address=source
+        )
         body = urlencode(form) if form is not None else None
         sent = dict(headers or {})
         if self.cookies:

@@ -17,6 +17,13 @@ from tests.conftest import ROOT, manage_env
 STRANGER = "203.0.113.9"
 
 
+@pytest.fixture(autouse=True)
+def loopback_proxy(settings: Any) -> Any:
+    """As with T0ADMIN_TRUSTED_PROXIES=127.0.0.1: the test client's address is a proxy."""
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32")]
+    return settings
+
+
 @pytest.fixture
 def https(settings: Any) -> Any:
     settings.SECURE_SSL_REDIRECT = True
@@ -143,6 +150,7 @@ def test_deploy_check_passes_with_https_and_a_real_secret_key() -> None:
         "--fail-level",
         "WARNING",
         T0ADMIN_HTTPS="1",
+        T0ADMIN_TRUSTED_PROXIES="127.0.0.1",
         DJANGO_SECRET_KEY="Zq8-real-looking-secret-" + "k3Y9x" * 10,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -156,6 +164,10 @@ def test_deploy_check_passes_with_https_and_a_real_secret_key() -> None:
         ("T0ADMIN_PROXY_USER_HEADER", "X_Forwarded_Email", "an HTTP header name"),
         ("T0ADMIN_BASE_PATH", "t0admin", "T0ADMIN_BASE_PATH must look like /t0admin"),
         ("T0ADMIN_SESSION_IDLE_MINUTES", "0", "T0ADMIN_SESSION_IDLE_MINUTES must be"),
+        ("T0ADMIN_HTTPS", "1", "T0ADMIN_HTTPS=1 needs T0ADMIN_TRUSTED_PROXIES"),
+        ("T0ADMIN_DB_STATEMENT_TIMEOUT", "5s", "T0ADMIN_DB_STATEMENT_TIMEOUT must be a whole"),
+        ("T0ADMIN_DB_CONNECT_TIMEOUT", "0", "T0ADMIN_DB_CONNECT_TIMEOUT must be a whole"),
+        ("T0ADMIN_AUTH", "proxy", "T0ADMIN_AUTH=proxy needs T0ADMIN_TRUSTED_PROXIES"),
     ],
 )
 def test_bad_setting_is_refused_in_one_line(variable: str, value: str, message: str) -> None:
@@ -163,3 +175,26 @@ def test_bad_setting_is_refused_in_one_line(variable: str, value: str, message: 
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert message in result.stderr
+
+
+def test_no_proxy_is_trusted_until_one_is_configured() -> None:
+    """Loopback included: any local process could otherwise claim to be a proxy."""
+    env = manage_env(
+        "postgresql://nobody@127.0.0.1:1/none", DJANGO_SETTINGS_MODULE="t0admin.settings"
+    )
+    env.pop("T0ADMIN_TRUSTED_PROXIES", None)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "from t0admin import gunicorn_conf; "
+            "print(settings.TRUSTED_PROXIES, repr(gunicorn_conf.forwarded_allow_ips))",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.stdout.strip() == "[] ''", shown.stderr

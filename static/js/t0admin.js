@@ -20,16 +20,93 @@
     if (dialog && dialog.open) dialog.close();
   }
 
+  // Screen readers hear results through a live region; inside the open dialog, because
+  // the modal dialog makes the rest of the page inert.
+  function announce(text) {
+    const dialog = modal();
+    const region = document.getElementById(dialog && dialog.open ? "dialog-announcer" : "announcer");
+    if (!region || !text) return;
+    region.textContent = "";
+    // A beat later, so that the same words twice in a row are read twice.
+    setTimeout(() => { region.textContent = text; }, 50);
+  }
+  const words = (element) => element.textContent.trim().replace(/\s+/g, " ");
+
+  // Keyboard focus is never left on <body>: into each dialog, and back to where it came
+  // from; when a redraw replaced that element, to the same link in the same row (or the
+  // row itself).
+  const FOCUSABLE = "a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), " +
+    "select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex='-1'])";
+
+  function firstFocusable(root) {
+    const marked = root.querySelector("[aria-invalid=true], [autofocus]");
+    if (marked) return marked;
+    return Array.from(root.querySelectorAll(FOCUSABLE)).find((el) => el.getClientRects().length > 0);
+  }
+
+  function focusOn(element) {
+    if (!element) return;
+    if (!element.matches(FOCUSABLE)) element.setAttribute("tabindex", "-1");
+    element.focus();
+  }
+
+  function place(element) {
+    const scope = element.parentElement && element.parentElement.closest("[id]");
+    return { element, scope: scope ? scope.id : null, href: element.getAttribute("href") };
+  }
+
+  function resolve(spot) {
+    if (spot.element.isConnected) return spot.element;
+    const scope = spot.scope && document.getElementById(spot.scope);
+    if (!scope) return document.querySelector("main h1");
+    const same = Array.from(scope.querySelectorAll("a[href]"))
+      .find((link) => spot.href && link.getAttribute("href") === spot.href);
+    return same || firstFocusable(scope) || scope;
+  }
+
+  const focusLost = () => !document.activeElement || document.activeElement === document.body;
+  let opener = null; // what opened the dialog
+  let returnTo = null; // where focus went back to, until the user acts again
+  let swappedAway = null; // the focused element a swap is replacing
+
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const dialog = modal();
+    if (event.detail.target !== modalBody() || !dialog || dialog.open) return;
+    const from = event.detail.elt === document.body ? document.activeElement : event.detail.elt;
+    opener = from && from !== document.body ? place(from) : null;
+  });
+
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const active = document.activeElement;
+    swappedAway = active && event.detail.target.contains(active) ? place(active) : null;
+  });
+
   document.addEventListener("htmx:afterSwap", (event) => {
     const dialog = modal();
-    if (event.detail.target === modalBody() && dialog && !dialog.open) dialog.showModal();
-    enhance(event.detail.target);
+    const target = event.detail.target;
+    enhance(target);
+    if (target === modalBody() && dialog) {
+      if (!dialog.open) dialog.showModal();
+      focusOn(firstFocusable(target));
+      const said = target.querySelector("[role=alert], [role=status], .errors");
+      if (said) announce(words(said));
+    } else if (focusLost() && (swappedAway || returnTo)) {
+      focusOn(resolve(swappedAway || returnTo));
+    }
+    swappedAway = null;
   });
 
   // A closed dialog forgets its content: a shown secret leaves the page with it.
   document.addEventListener("close", (event) => {
-    if (event.target === modal()) modalBody().replaceChildren();
+    if (event.target !== modal()) return;
+    modalBody().replaceChildren();
+    returnTo = opener;
+    opener = null;
+    if (returnTo) focusOn(resolve(returnTo));
   }, true);
+  for (const kind of ["keydown", "pointerdown"]) {
+    document.addEventListener(kind, () => { returnTo = null; }, true);
+  }
 
   document.addEventListener("click", (event) => {
     const target = event.target instanceof Element ? event.target : null;
@@ -50,9 +127,16 @@
     if (copier) {
       const source = document.querySelector(copier.getAttribute("data-copy"));
       if (!source) return;
-      const done = () => { copier.textContent = "Copied"; };
+      const done = () => {
+        copier.textContent = "Copied";
+        announce("Copied: the key is on the clipboard.");
+      };
       // The clipboard API needs https or localhost; elsewhere select it for Ctrl+C.
-      const fallback = () => { selectText(source); copier.textContent = "Selected: press Ctrl+C"; };
+      const fallback = () => {
+        selectText(source);
+        copier.textContent = "Selected: press Ctrl+C";
+        announce("Selected the key: press Ctrl+C to copy it.");
+      };
       if (navigator.clipboard && window.isSecureContext) {
         navigator.clipboard.writeText(source.textContent.trim()).then(done, fallback);
       } else {
@@ -77,6 +161,7 @@
       ? "You may not do that (403)."
       : "That did not work (" + (status || "no answer") + "). Reload the page and try again.";
     toast.hidden = false;
+    announce(toast.textContent);
   });
 
   // Live character counters, and the custom date shown only for "Custom".

@@ -36,4 +36,10 @@ class Command(BaseCommand):
             )
         except service.ServiceError as error:
             raise CommandError(str(error)) from None
+        except service.OutcomeUnknown as error:
+            raise CommandError(
+                f"Not known whether the key was saved: the database connection broke while "
+                f"{error.action} was being committed. Check with list_api_keys; if the key "
+                "is there, its secret cannot be shown: disable it and create another."
+            ) from None
         self.stdout.write(created.secret)

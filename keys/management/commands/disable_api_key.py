@@ -20,6 +20,12 @@ class Command(BaseCommand):
             api_key, changed = service.disable_key(actor=cli_actor(), public_id=public_id)
         except service.KeyNotFound as error:
             raise CommandError(str(error)) from None
+        except service.OutcomeUnknown as error:
+            raise CommandError(
+                f"Not known whether the key was disabled: the database connection broke "
+                f"while {error.action} was being committed. Run this again: disabling twice "
+                "is harmless."
+            ) from None
         if changed:
             self.stdout.write(f"Disabled API key {public_id}.")
         else:

@@ -1,19 +1,11 @@
 import json
-import unicodedata
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from keys import text, tokens
 from keys.models import ApiKey
-
-
-def _printable(text: str) -> str:
-    """Control characters escaped: another tool may have stored what ours refuses."""
-    return "".join(
-        char.encode("unicode_escape").decode() if unicodedata.category(char) == "Cc" else char
-        for char in text
-    )
 
 
 def _iso(value: Any) -> str | None:
@@ -32,7 +24,9 @@ class Command(BaseCommand):
         rows = (
             {
                 "public_id": key.public_id,
-                "description": key.description,
+                "description": tokens.redact(key.description, text.SECRET_MARK)
+                if key.description
+                else key.description,
                 "status": key.status(now).lower(),
                 "organization": key.organization,
                 "workspace": key.workspace,
@@ -50,5 +44,5 @@ class Command(BaseCommand):
             expires = (row["expires_at"] or "never")[:19]
             self.stdout.write(
                 f"{row['public_id']:<12}  {row['status']:<8}  {expires:<20}  "
-                f"{_printable(row['description'] or '—')}"
+                f"{text.printable(row['description'] or '—')}"
             )

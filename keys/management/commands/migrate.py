@@ -20,6 +20,12 @@ MIGRATE_LOCK = gateway_schema.BOOTSTRAP_LOCK + 1
 class Command(DjangoMigrate):
     def handle(self, *args: Any, **options: Any) -> None:
         using = options["database"]
+        # Another instance starting at the same time may hold the lock below for as long
+        # as its migrations take: wait for it, past the timeouts meant for requests.
+        with connections[using].unhurried():  # type: ignore[attr-defined]
+            self._migrate(using, *args, **options)
+
+    def _migrate(self, using: str, *args: Any, **options: Any) -> None:
         with connections[using].cursor() as cursor:
             # Two processes migrating at once would race on Django's own tables too.
             cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATE_LOCK])

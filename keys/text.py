@@ -1,0 +1,139 @@
+"""Descriptions: what may be stored, and how any stored text is shown. No database.
+
+Two descriptions that look the same must be the same, and no description may carry a
+secret. Our forms refuse both (keys.service.clean_description); rows written by other
+tools may hold either, so every screen and the command line show such text with its
+invisible characters made visible and its secrets hidden.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from keys import tokens
+
+ZWJ = "\u200d"  # joins emoji into one (👩‍💻): kept between two emoji, refused elsewhere
+VARIATION_SELECTOR_16 = "\ufe0f"
+SKIN_TONES = range(0x1F3FB, 0x1F400)
+BLACK_FLAG = "\U0001f3f4"  # with tag characters: the flags of England, Scotland, Wales
+TAG_CHARACTERS = range(0xE0020, 0xE007F)
+CANCEL_TAG = "\U000e007f"
+# Letters by category that render as nothing: the Hangul fillers and the combining
+# grapheme joiner are the usual way to make a blank-looking name.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u034f")
+SECRET_MARK = "[secret hidden]"  # noqa: S105  the marker shown in place of a secret
+
+
+def _emoji_before(text: str, index: int) -> bool:
+    """An emoji ends just before `index`, possibly with its skin tone or presentation."""
+    while index > 0 and (
+        text[index - 1] == VARIATION_SELECTOR_16 or ord(text[index - 1]) in SKIN_TONES
+    ):
+        index -= 1
+    return index > 0 and unicodedata.category(text[index - 1]) == "So"
+
+
+def _in_flag_tags(text: str, index: int) -> bool:
+    """Part of 🏴 + tag letters + cancel tag (a subdivision flag)."""
+    start = index
+    while start > 0 and ord(text[start - 1]) in TAG_CHARACTERS:
+        start -= 1
+    end = index + (text[index] != CANCEL_TAG)
+    while end < len(text) and ord(text[end]) in TAG_CHARACTERS:
+        end += 1
+    return (
+        start > 0
+        and text[start - 1] == BLACK_FLAG
+        and end < len(text)
+        and text[end] == CANCEL_TAG
+        and end > start
+    )
+
+
+def _is_hidden(text: str, index: int) -> bool:
+    char = text[index]
+    if char in BLANK_LETTERS:
+        return True
+    if unicodedata.category(char) not in {"Cf", "Zl", "Zp"}:
+        return False
+    if char == ZWJ:
+        following = text[index + 1 : index + 2]
+        return not (
+            _emoji_before(text, index) and following and unicodedata.category(following) == "So"
+        )
+    if ord(char) in TAG_CHARACTERS or char == CANCEL_TAG:
+        return not _in_flag_tags(text, index)
+    return True
+
+
+def invisible_characters(text: str) -> list[int]:
+    """Where `text` holds characters that show as nothing (format characters such as
+    U+200B to U+200F, U+2060 to U+2064, U+FEFF, U+061C, U+180E, line and paragraph
+    separators), other than those that build an emoji."""
+    if text.isprintable() and not BLANK_LETTERS.intersection(text):
+        return []
+    return [index for index in range(len(text)) if _is_hidden(text, index)]
+
+
+def name(char: str) -> str:
+    return f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed character')}"
+
+
+def holds_secret(text: str) -> bool:
+    """A whole key, typographic dashes or not, or the 48-character secret part alone."""
+    return tokens.extract(text) is not None
+
+
+def _to_show(text: str) -> set[int]:
+    """Where `text` holds what must be shown as a code: invisible and control characters."""
+    if text.isprintable() and not BLANK_LETTERS.intersection(text):
+        return set()
+    return {
+        index
+        for index, char in enumerate(text)
+        if unicodedata.category(char) == "Cc" or _is_hidden(text, index)
+    }
+
+
+def visible_html(text: str | None) -> SafeString:
+    """HTML for stored text: secrets hidden, invisible and control characters shown as
+    their code point (named in a tooltip), everything else escaped."""
+    if not text:
+        return mark_safe("")  # noqa: S308  empty
+    text = tokens.redact(text, SECRET_MARK)
+    hidden = _to_show(text)
+    if not hidden:
+        return escape(text)
+    parts = []
+    for index, char in enumerate(text):
+        if index in hidden:
+            parts.append(
+                f'<span class="hidden-char" title="{escape(name(char))}">U+{ord(char):04X}</span>'
+            )
+        else:
+            parts.append(str(escape(char)))
+    return mark_safe("".join(parts))  # noqa: S308  every piece escaped above
+
+
+def printable(text: str) -> str:
+    """Stored text for a terminal: secrets hidden, invisible and control characters as
+    escapes (another tool may have stored what our forms refuse)."""
+    text = tokens.redact(text, SECRET_MARK)
+    hidden = _to_show(text)
+    return "".join(
+        char.encode("unicode_escape").decode() if index in hidden else char
+        for index, char in enumerate(text)
+    )
+
+
+def editable(text: str | None) -> str | None:
+    """Stored text as the edit form starts from: secrets hidden, invisible and control
+    characters dropped, so that what the person sees is what saving stores."""
+    if not text:
+        return text
+    text = tokens.redact(text, SECRET_MARK)
+    hidden = _to_show(text)
+    return "".join(char for index, char in enumerate(text) if index not in hidden)

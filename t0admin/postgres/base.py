@@ -1,0 +1,167 @@
+"""Django's PostgreSQL backend, whose connections stop waiting on a server that answers
+nothing at all.
+
+The server-side timeouts (statement_timeout, lock_timeout, set in settings.py) end slow
+work on a server that still runs. A server that is frozen (SIGSTOP, a hung VM, a dead
+network path) ends nothing: the kernel still accepts connections and acknowledges every
+byte, so TCP keepalives and tcp_user_timeout never fire either (measured). libpq's
+connect_timeout covers the connection; this covers every later wait: each round trip
+gets DATABASES[...]["ANSWER_TIMEOUT"] seconds, after which the connection is dropped and
+the request fails like any other lost connection (the 503 page).
+
+Once the database has failed to answer, a process stops queueing more requests behind it
+for a moment (see Silence): they fail at once, keeping threads free for the health
+probes and for the one request at a time that tries again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from django.db.backends.postgresql import base
+from psycopg import errors
+from psycopg.abc import PQGen
+
+
+class Silence:
+    """Per process: after the database left a request without an answer, new connections
+    fail at once for QUIET seconds, then one request at a time tries, until one gets an
+    answer. Only silence counts; an error the server answers with is an answer.
+
+    Written here rather than taken from a circuit-breaker library: it must wrap connecting
+    and waiting inside the driver, trip on psycopg's timeouts only, and fail before any
+    connection is attempted; that is these few lines.
+    """
+
+    QUIET = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = 0.0  # 0: the database answers
+        self._trying = False
+
+    def admit(self) -> bool:
+        if not self._until:
+            return True
+        with self._lock:
+            if not self._until:
+                return True
+            if self._trying or time.monotonic() < self._until:
+                return False
+            self._trying = True
+            return True
+
+    def quiet(self) -> bool:
+        return bool(self._until)
+
+    def silent(self) -> None:
+        with self._lock:
+            self._until = time.monotonic() + self.QUIET
+            self._trying = False
+
+    def answered(self) -> None:
+        if self._until or self._trying:
+            with self._lock:
+                self._until = 0.0
+                self._trying = False
+
+    def gave_up(self) -> None:
+        """A try that failed for another reason (refused, bad password): the next may try."""
+        with self._lock:
+            self._trying = False
+
+
+silence = Silence()
+
+
+class Connection(psycopg.Connection[Any]):
+    """A psycopg connection that gives every wait for the server a deadline."""
+
+    # Set right after connecting (see DatabaseWrapper); None waits as long as psycopg does.
+    answer_timeout: float | None = None
+
+    def wait(self, gen: PQGen[Any], interval: float = 0.1, timeout: float | None = None) -> Any:
+        if timeout is not None or not self.answer_timeout:
+            return super().wait(gen, interval, timeout)
+        try:
+            result = super().wait(gen, interval, self.answer_timeout)
+        except errors._WaitTimeout:  # psycopg's own "no answer in time"
+            silence.silent()
+            # The protocol stopped half-way: nothing more can be sent on this connection.
+            self.close()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.answer_timeout:g} seconds; "
+                "connection dropped"
+            ) from None
+        silence.answered()
+        return result
+
+
+class _Driver:
+    """psycopg as Django's backend uses it, but connecting with the class above."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(psycopg, name)
+
+    connect = Connection.connect
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    Database = _Driver()
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if not silence.admit():
+            raise psycopg.OperationalError(
+                "the database did not answer a moment ago; another request is trying again"
+            )
+        try:
+            connection = super().get_new_connection(conn_params)
+        except errors.ConnectionTimeout:
+            silence.silent()
+            raise
+        except BaseException:
+            silence.gave_up()
+            raise
+        silence.answered()
+        connection.answer_timeout = self.settings_dict.get("ANSWER_TIMEOUT")
+        return connection
+
+    def is_usable(self) -> bool:
+        # The health check before reusing a connection is one SELECT 1: give it no longer
+        # than a new connection would get, so a frozen server costs a request one short
+        # wait here and one for the new connection, not two long ones.
+        connection = self.connection
+        if connection is None or silence.quiet():
+            return False  # closed and replaced: by the one try, or at once by an error
+        usual = connection.answer_timeout
+        connection.answer_timeout = self.settings_dict.get("HEALTH_CHECK_TIMEOUT") or usual
+        try:
+            return super().is_usable()
+        finally:
+            connection.answer_timeout = usual
+
+    @contextmanager
+    def unhurried(self) -> Iterator[None]:
+        """No statement, lock or answer deadline on this connection meanwhile: for
+        migrations, which may wait for another instance's and may take long on big
+        tables. Requests keep their deadlines."""
+        with self.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
+            cursor.execute("SET lock_timeout = 0")
+        connection = self.connection
+        usual = connection.answer_timeout
+        connection.answer_timeout = None
+        try:
+            yield
+        finally:
+            connection.answer_timeout = usual
+            if not connection.closed:
+                with self.cursor() as cursor:
+                    # Back to the connection's own settings (the options in settings.py).
+                    cursor.execute("RESET statement_timeout")
+                    cursor.execute("RESET lock_timeout")
