@@ -54,7 +54,7 @@ def test_list_column_and_key_page(signed_in_page, live_server_url: str, tables) 
     expect(page.locator("#key-filters")).to_contain_text("Not used in 30 days")
     expect(page.locator("#key-filters .count").first).to_have_text("2")
 
-    page.get_by_role("link", name=used, exact=True).click()
+    page.get_by_role("link", name=f"Details of {used}").click()
     page.wait_for_url(re.compile(f"/api-keys/{used}$"))
     expect(page.get_by_role("heading", name=f"API key {used}")).to_be_visible()
     expect(page.locator("#usage")).to_contain_text("Usage as of")
