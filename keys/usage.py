@@ -243,6 +243,17 @@ def catch_up(budget_seconds: float | None = None, chunk: timedelta = CHUNK) -> b
     others return False at once. Rows are never counted twice: every chunk replaces the
     hours it recounts, in the same transaction, under the lock.
     """
+    unhurried = getattr(connection, "unhurried", None)
+    if budget_seconds is None and unhurried is not None:
+        # Without a budget (catch_up_usage) a day's chunk may take longer than the
+        # connection's statement timeout, which is meant for requests.
+        connection.ensure_connection()
+        with unhurried():
+            return _catch_up(None, chunk)
+    return _catch_up(budget_seconds, chunk)
+
+
+def _catch_up(budget_seconds: float | None, chunk: timedelta) -> bool:
     global _chunk_limit
     if not availability().ok:
         return False

@@ -425,3 +425,13 @@ def test_a_bounded_catch_up_says_how_far_it_got(tables, admin_client: Client, se
     assert "days ago)" in html  # and the page says how old its figures are
     window = html[html.index("Last hour") :].split("</tr>")[0]
     assert '<td class="num">0</td>' in window  # nothing newer than "as of" is claimed
+
+
+def test_an_unbounded_catch_up_outlasts_the_request_statement_timeout(tables) -> None:  # type: ignore[no-untyped-def]
+    public_id = new_key()
+    for days in range(1, 20):
+        obs.insert(tables, public_id, timezone.now() - timedelta(days=days))
+    # Requests' statement timeout, made tiny: catch_up_usage's long chunks must not die of it.
+    tables.execute("SET statement_timeout = 1")
+    assert usage.catch_up(chunk=timedelta(days=30))
+    assert rolled_up(public_id) == 19
