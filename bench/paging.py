@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as `python bench/paging.py`: make t0admin importable
 
 import psycopg  # noqa: E402
+import served  # noqa: E402  (bench/served.py, beside this file)
 from psycopg.conninfo import make_conninfo  # noqa: E402
 
 from bench.results import rewrite  # noqa: E402
@@ -254,15 +255,16 @@ def measure_keyset(name: str, call: Callable[[], Any], reps: int) -> Measurement
     return result
 
 
-def measure_ui(database_url: str, offset: int, reps: int) -> Measurement:
-    params = {"org": None, "limit": LIMIT, "offset": offset}
-    result = Measurement(name=f"TensorZero UI, OFFSET {offset:,}")
+def measure_ui(database_url: str, offset: int, reps: int, limit: int = LIMIT) -> Measurement:
+    params = {"org": None, "limit": limit, "offset": offset}
+    name = f"TensorZero UI, OFFSET {offset:,}"
+    result = Measurement(name=name if limit == LIMIT else f"{name}, LIMIT {limit:,}")
     # prepare_threshold=0: prepared from the first execution, as sqlx prepares every
     # statement it sends.
     with psycopg.connect(database_url, autocommit=True, prepare_threshold=0) as conn:
         result.sql = [UI_SQL.replace("%(org)s", "$1").replace("%(limit)s", "$2")]
         result.sql[0] = result.sql[0].replace("%(offset)s", "$3")
-        result.sql.append(f"-- $1 = NULL, $2 = {LIMIT}, $3 = {offset}")
+        result.sql.append(f"-- $1 = NULL, $2 = {limit}, $3 = {offset}")
 
         def db_time() -> float:
             row = conn.execute(
@@ -417,6 +419,8 @@ def report(
     load_s: float,
     measurements: list[Measurement],
     renders: list[tuple[str, float, str]],
+    served_lines: list[str],
+    kept: str,
 ) -> str:
     lines = [
         "# Paging benchmark: keyset (t0admin) against OFFSET (the TensorZero UI)",
@@ -429,6 +433,9 @@ def report(
         f"loaded and vacuumed in {load_s:.1f} s.",
         "",
         "## Machine",
+        "",
+        "The machine is shared: other work ran on its 2 cores during the run, so compare "
+        "the ratios to `/healthz` more than the milliseconds.",
         "",
         *(f"- {key}: {value}" for key, value in info.items()),
         "",
@@ -452,7 +459,8 @@ def report(
     ]
     for name, value, note in renders:
         lines.append(f"| {name} | {fmt(value)} | {note} |")
-    lines += ["", *reading(renders), "## Plans (EXPLAIN (ANALYZE, BUFFERS), one run)", ""]
+    lines += ["", *served_lines, *reading(renders)]
+    lines += [kept, "## Plans (EXPLAIN (ANALYZE, BUFFERS), one run)", ""]
     for m in measurements:
         lines += [f"### {m.name}", ""]
         for sql, plan in zip(m.sql, m.plans, strict=False):
@@ -476,6 +484,22 @@ def report(
         "",
     ]
     return "\n".join(lines)
+
+
+KEPT_START = "<!-- kept: written by hand, carried over by each run -->"
+KEPT_END = "<!-- end kept -->"
+
+
+def kept_block(results: Path) -> str:
+    """The hand-written part of the results (before/after comparisons), carried over."""
+    try:
+        text = results.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    start, end = text.find(KEPT_START), text.find(KEPT_END)
+    if start < 0 or end < start:
+        return ""
+    return text[start : end + len(KEPT_END)] + "\n"
 
 
 def main() -> int:
@@ -531,6 +555,8 @@ def main() -> int:
         for offset in (0, deep, max(rows - LIMIT, 0)):
             log(f"measuring the UI's OFFSET {offset:,} query")
             measurements.append(measure_ui(database_url, offset, reps))
+        # The UI's biggest page, for ?limit=10000.
+        measurements.append(measure_ui(database_url, 0, reps, limit=10_000))
 
         renders = []
         for name, path, expect in (
@@ -540,7 +566,14 @@ def main() -> int:
             value, note = measure_render(path, reps, expect)
             renders.append((name, value, note))
 
-        text = report(info, rows, reps, load_s, measurements, renders)
+        log("measuring the served pages through gunicorn")
+        served_result = served.measure(
+            database_url, os.environ["DJANGO_SECRET_KEY"], before, deep_first, reps
+        )
+        served_lines = served.report(served_result)
+        text = report(
+            info, rows, reps, load_s, measurements, renders, served_lines, kept_block(args.results)
+        )
 
     rewrite(args.results, text)  # other scripts' sections (bench/results.py) stay
     print(text)

@@ -142,3 +142,18 @@ class RotateForm(FormTokenMixin):
 
 class DescriptionForm(forms.Form):
     description = DescriptionField()
+
+
+class LeakForm(forms.Form):
+    """The leak page's options. The pasted text itself is read apart from this form, so
+    that no re-rendered field can ever echo it back."""
+
+    probe = forms.BooleanField(label="Ask the gateway too", required=False)
+    since = forms.DateTimeField(
+        label="Exposed since (if known)",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="When the keys may first have been seen by others; links to each key's "
+        "usage from then. Empty: the time of this check.",
+        error_messages={"invalid": "Enter a date and time, e.g. 2027-01-31 17:00."},
+    )

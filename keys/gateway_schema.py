@@ -37,17 +37,13 @@ REQUIRED_COLUMNS = (
     "expires_at",
 )
 
-MIGRATE_HINT = (
-    "run the gateway's migrations (gateway --run-postgres-migrations, TensorZero "
-    "2025.12 or later) against this database, then start t0admin again"
-)
-
 
 @dataclass(frozen=True)
 class Migration:
     version: int
     description: str
     checksum: str  # SHA-384 of the migration file, hex, as GATEWAY.md gives it
+    first_release: str  # the first gateway release that ships this file byte for byte
 
     @property
     def path(self) -> Path:
@@ -63,13 +59,26 @@ MIGRATIONS = (
         "api key",
         "e8df10739c23504f67c5baa7c0e8ce6d74e32c0ec35cd8c1ec402d89404196a3"
         "1cf96a9b66d2fca4d592b8a0b426bb58",
+        "2025.10.9",  # 2025.10.6 and 2025.10.7 shipped an earlier text (another checksum)
     ),
     Migration(
         20251219223031,
         "add expires at to tensorzero auth api key",
         "982edd0b2f8f95481ee841ad7ff2f69369742a613525bad7a6cebc5422e2534e"
         "4f7eac39b818d5093bbff35a48bb0b50",
+        "2026.2.2",
     ),
+)
+
+# Read from the gateway's source, release by release (crates/tensorzero-auth/src/postgres/
+# migrations): every release from the last migration's first one through this one ships
+# exactly MIGRATIONS. compose.yaml pins this release; tests/test_compose.py holds them together.
+GATEWAY_RELEASE_CHECKED = "2026.4.1"
+GATEWAY_RELEASE_NEEDED = MIGRATIONS[-1].first_release
+
+MIGRATE_HINT = (
+    "run the gateway's migrations (gateway --run-postgres-migrations, TensorZero "
+    f"{GATEWAY_RELEASE_NEEDED} or later) against this database, then start t0admin again"
 )
 
 
@@ -102,7 +111,7 @@ def verify(using: str = "default") -> None:
     if "expires_at" not in columns:
         raise GatewaySchemaError(
             f"The gateway's table {SCHEMA}.{TABLE} has no expires_at column, so it was made "
-            "by a TensorZero gateway older than 2025.12: " + MIGRATE_HINT + "."
+            f"by a TensorZero gateway older than {GATEWAY_RELEASE_NEEDED}: " + MIGRATE_HINT + "."
         )
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:

@@ -14,6 +14,17 @@ EARLIEST_READABLE = "0001-01-03 00:00:00+00"
 LATEST_READABLE = "9999-12-30 00:00:00+00"
 
 
+def key_status(
+    disabled_at: datetime | None, expires_at: datetime | None, now: datetime | None = None
+) -> str:
+    """Active, Disabled or Expired, by the gateway's own rules."""
+    if disabled_at is not None:
+        return "Disabled"
+    if expires_at is not None and expires_at <= (now or timezone.now()):
+        return "Expired"
+    return "Active"
+
+
 class GatewayTimestampField(models.DateTimeField):
     """A timestamp another tool may have set to ±infinity or outside years 1 to 9999,
     which PostgreSQL and the gateway accept and Python cannot load: read clamped to the
@@ -53,12 +64,7 @@ class ApiKey(models.Model):
         return self.public_id
 
     def status(self, now: datetime | None = None) -> str:
-        """Active, Disabled or Expired, by the gateway's own rules."""
-        if self.disabled_at is not None:
-            return "Disabled"
-        if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
-            return "Expired"
-        return "Active"
+        return key_status(self.disabled_at, self.expires_at, now)
 
 
 class AuditEvent(models.Model):
@@ -70,11 +76,18 @@ class AuditEvent(models.Model):
         DESCRIBE = "describe", "Edited description"
         ROTATE = "rotate", "Rotated"
 
+    class Reason(models.TextChoices):
+        LEAKED = "leaked", "Leaked"
+
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=255)  # user name, or "cli:<os user>" for commands
     action = models.CharField(max_length=32, choices=Action.choices)
     public_id = models.CharField(max_length=12, db_index=True)
     detail = models.JSONField(default=dict, blank=True)
+    # Why, when the write was a response to something: a leak disables every key of one
+    # paste under one incident reference, so the evidence can be pulled out together.
+    reason = models.CharField(max_length=32, choices=Reason.choices, blank=True, default="")
+    incident = models.CharField(max_length=64, blank=True, default="", db_index=True)
     # The one-time token of the form that caused a create; unique, so that a form sent
     # twice (double click, browser retry) creates one key, not two.
     form_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)

@@ -7,6 +7,7 @@ gateway's table exactly as the gateway's own tools do (GATEWAY.md).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 import unicodedata
 import uuid
@@ -308,6 +309,87 @@ def disable_key(*, actor: str, public_id: str) -> tuple[ApiKey, bool]:
                 actor=actor, action=AuditEvent.Action.DISABLE, public_id=public_id
             )
     return api_key, changed
+
+
+MAX_BULK = 10_000  # a list page at its largest; a leak response passes every key it found
+
+
+def new_incident(now: datetime | None = None) -> str:
+    """A reference for one leak response, short enough to read out and to search for."""
+    return f"leak-{(now or timezone.now()):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class BulkDisable:
+    """What one bulk disable did, per public ID asked for (in the order asked)."""
+
+    disabled: dict[str, datetime]  # disabled by this call, at the database's time
+    already: dict[str, datetime]  # disabled before, with that first time (kept)
+    unknown: list[str]
+    incident: str
+
+    def outcome(self, public_id: str) -> tuple[str, datetime | None]:
+        if public_id in self.disabled:
+            return "disabled now", self.disabled[public_id]
+        if public_id in self.already:
+            return "already disabled", self.already[public_id]
+        return "unknown", None
+
+
+def disable_keys(
+    *, actor: str, public_ids: list[str], reason: str = "", incident: str = ""
+) -> BulkDisable:
+    """Disable many keys at once: one transaction, one UPDATE, one audit record per key
+    this call disabled, each with `reason` and the shared `incident` reference.
+
+    As with disable_key, only keys not yet disabled are touched (their first disable time
+    is kept) and there is no re-enable. Unknown public IDs are reported, not an error: a
+    leak may name keys of another deployment.
+    """
+    if reason and reason not in AuditEvent.Reason.values:
+        raise ServiceError(f"Unknown reason {reason!r}.")
+    wanted = list(dict.fromkeys(public_ids))
+    if len(wanted) > MAX_BULK:
+        raise ServiceError(f"Disable at most {MAX_BULK:,} keys at once.")
+    valid = [public_id for public_id in wanted if tokens.is_public_id(public_id)]
+    with _writing(f"disabling {len(valid)} keys") as write:
+        write.saved = lambda: (
+            not ApiKey.objects.filter(public_id__in=valid, disabled_at__isnull=True).exists()
+        )
+        # Locked in one order so that two bulk disables at once cannot deadlock.
+        rows = list(
+            ApiKey.objects.select_for_update()
+            .filter(public_id__in=valid)
+            .order_by("id")
+            .values_list("id", "public_id", "disabled_at")
+        )
+        todo = {pk for pk, _, disabled_at in rows if disabled_at is None}
+        ApiKey.objects.filter(pk__in=todo).update(disabled_at=Now(), updated_at=Now())
+        after = {
+            public_id: at
+            for public_id, at in ApiKey.objects.filter(pk__in=[pk for pk, _, _ in rows])
+            .order_by()
+            .values_list("public_id", "disabled_at")
+            if at is not None
+        }
+        changed = {public_id for pk, public_id, _ in rows if pk in todo}
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                actor=actor,
+                action=AuditEvent.Action.DISABLE,
+                public_id=public_id,
+                reason=reason,
+                incident=incident,
+            )
+            for public_id in wanted
+            if public_id in changed
+        )
+    return BulkDisable(
+        disabled={p: after[p] for p in wanted if p in changed and p in after},
+        already={p: after[p] for p in wanted if p in after and p not in changed},
+        unknown=[p for p in wanted if p not in {public_id for _, public_id, _ in rows}],
+        incident=incident,
+    )
 
 
 def set_description(*, actor: str, public_id: str, description: str | None) -> ApiKey:

@@ -75,6 +75,13 @@ def parse(key: str) -> ParsedKey:
 _DASHES = str.maketrans(
     dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-")
 )
+
+
+def plain_dashes(text: str) -> str:
+    """`text` with typographic dashes made plain, character for character (same length)."""
+    return text.translate(_DASHES)
+
+
 _KEY_IN_TEXT = re.compile(
     r"(?<![A-Za-z0-9])(?:sk-t0-)?([A-Za-z0-9]{12})-([A-Za-z0-9]{48})(?![A-Za-z0-9])"
 )
@@ -86,15 +93,13 @@ def may_hold_secret(text: str) -> bool:
     """True for text that may carry a key or its secret part: `Bearer sk-t0-…`,
     `export TENSORZERO_API_KEY=…`, the 48 characters a double click selects, a key
     with typographic dashes. Such text is a secret: never a URL, never a log line."""
-    return f"{PREFIX}-{VERSION}-" in text.translate(_DASHES).lower() or bool(
-        _SECRET_LIKE.search(text)
-    )
+    return f"{PREFIX}-{VERSION}-" in plain_dashes(text).lower() or bool(_SECRET_LIKE.search(text))
 
 
 def extract(text: str) -> ParsedKey | None:
     """The first key inside `text`, with or without its `sk-t0-`, as the gateway would
     read it once the dashes are plain; or just its secret part (public_id empty)."""
-    plain = text.translate(_DASHES)
+    plain = plain_dashes(text)
     found = _KEY_IN_TEXT.search(plain)
     if found:
         return ParsedKey(public_id=found.group(1), long_key=found.group(2))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import hmac
-from collections.abc import Callable
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 from typing import Any
@@ -11,8 +15,10 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.core import signing
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -20,10 +26,11 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from keys import listing, service, text, tokens, usage
-from keys.forms import CreateKeyForm, DescriptionForm, RotateForm
+from keys import gateway_probe, leaks, listing, service, text, tokens, usage
+from keys.forms import CreateKeyForm, DescriptionForm, LeakForm, RotateForm
 from keys.models import ApiKey, AuditEvent
 from keys.permissions import (
     can_view_audit,
@@ -32,6 +39,7 @@ from keys.permissions import (
     require_viewer,
     require_writer,
 )
+from t0admin.compression import never_compress
 
 AUDIT_PAGE = 100
 
@@ -73,8 +81,8 @@ def key_list(request: HtmxHttpRequest) -> HttpResponse:
         limit, query, filters = _list_request(request)
     except listing.BadPageRequest as error:
         return _problem(request, str(error), 400)
-    available, current = usage.refresh()
-    if filters.unused_days and not available.ok:
+    fresh = usage.refresh()
+    if filters.unused_days and not fresh[0].ok:
         # Which keys are unused cannot be told: say so rather than list every key as stale.
         page = listing.Page([], None, None)
     else:
@@ -88,26 +96,45 @@ def key_list(request: HtmxHttpRequest) -> HttpResponse:
             )
         except listing.BadPageRequest as error:
             return _problem(request, str(error), 400)
+    return _list(request, page, query, limit, request.get_full_path(), filters, fresh)
+
+
+def _list(
+    request: HtmxHttpRequest,
+    page: listing.Page,
+    query: str,
+    limit: int,
+    table_url: str,
+    filters: listing.Filters = listing.Filters(),  # noqa: B008  frozen, never mutated
+    fresh: tuple[usage.Availability, usage.Freshness | None] | None = None,
+) -> HttpResponse:
+    """The list page; `table_url` is where the table reloads itself from (keysChanged)."""
     keep: dict[str, int | str] = {"limit": limit} if limit != listing.DEFAULT_LIMIT else {}
     if query:
         keep["q"] = query
-    last_used = usage.last_used([key.public_id for key in page.keys]) if available.ok else {}
-    for key in page.keys:
-        key.last_used = last_used.get(key.public_id)  # type: ignore[attr-defined]
+    keep.update(filters.params())
+    available, current = fresh or usage.refresh()
     context = {
         "page": page,
         "query": query,
+        "keep": "&" + urlencode(keep) if keep else "",
+        "table_url": table_url,
         "filters": filters,
         "usage_available": available,
         "freshness": current,
+        "last_used": _last_used(available, [key.public_id for key in page.keys]),
         # Counts cost a pass over the key table: computed here when a filter asks for
         # them anyway, else fetched by the page after it has shown (htmx), see key_counts.
         "counts": listing.counts(query) if filters.params() else None,
         "filter_base": _filter_base(query, limit),
         **FILTER_CHOICES,
-        "keep": "&" + urlencode({**keep, **filters.params()}) if keep or filters.params() else "",
     }
     return _render(request, "keys/list.html", "table", context)
+
+
+def _last_used(available: usage.Availability, public_ids: list[str]) -> dict[str, Any] | None:
+    """The rows' Last used cells; None: no such column (no observability tables)."""
+    return usage.last_used(public_ids) if available.ok else None
 
 
 FILTER_CHOICES = {
@@ -145,6 +172,7 @@ def key_counts(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @sensitive_post_parameters("query")
+@sensitive_variables("query", "parsed")
 @require_POST
 @require_viewer
 def find_key(request: HtmxHttpRequest) -> HttpResponse:
@@ -157,7 +185,15 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
         except listing.BadPageRequest as error:
             return _problem(request, str(error), 400)
         target = reverse("keys:list") + (f"?{urlencode({'q': query})}" if query else "")
+        if tokens.is_public_id(query) and ApiKey.objects.filter(public_id=query).exists():
+            # An exact public ID: the one key, answered here rather than by a redirect
+            # and a second request. A public ID is no secret; the table reloads from
+            # the search's own URL.
+            page = listing.page(listing.DEFAULT_LIMIT, query=query)
+            return _list(request, page, query, listing.DEFAULT_LIMIT, target)
         return redirect(target)
+    if len(leaks.extract(query)) > 1:
+        return _check_leak(request, query, LeakForm())  # a leak: the leaked keys page's answer
     # Whatever surrounds it (Bearer, export …=, quotes), the key inside is what counts;
     # text that may hold a secret is never turned into a search URL.
     parsed = tokens.extract(query)
@@ -179,6 +215,7 @@ def find_key(request: HtmxHttpRequest) -> HttpResponse:
         "key": api_key,
         "genuine": genuine,
         "secret_only": not parsed.public_id,
+        "keys": [api_key] if api_key else [],
     }
     response = _render(request, "keys/find.html", None, context)
     add_never_cache_headers(response)
@@ -218,6 +255,7 @@ def _show_secret(
     context = {"created": created, "old": old, "gateway_url": settings.GATEWAY_URL}
     response = _render(request, "keys/created.html", "created", context)
     add_never_cache_headers(response)
+    never_compress(response)  # README: "Compression and BREACH"
     response["HX-Trigger"] = KEYS_CHANGED
     return response
 
@@ -262,6 +300,38 @@ def disable_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     return redirect("keys:list")
 
 
+@require_POST
+@require_writer
+def disable_selected(request: HtmxHttpRequest) -> HttpResponse:
+    """Disable the keys ticked on the list: first a confirmation naming them, then one
+    transaction for all."""
+    wanted = list(dict.fromkeys(request.POST.getlist("public_id")))
+    if not wanted:
+        return _problem(request, "Tick the keys to disable first.", 400)
+    if len(wanted) > service.MAX_BULK or not all(map(tokens.is_public_id, wanted)):
+        return _problem(
+            request, f"Select up to {service.MAX_BULK:,} keys by their public IDs.", 400
+        )
+    if request.POST.get("confirmed") != "yes":
+        keys = list(ApiKey.objects.filter(public_id__in=wanted, disabled_at__isnull=True))
+        if not keys:
+            return _problem(request, "The selected keys are disabled already.", 409)
+        return _render(request, "keys/disable_selected.html", "confirm", {"keys": keys})
+    result = service.disable_keys(actor=request.user.get_username(), public_ids=wanted)
+    message = f"{len(result.disabled)} API key{'s' if len(result.disabled) != 1 else ''} disabled"
+    if result.disabled:
+        message += f" ({', '.join(result.disabled)})"
+    message += ". Gateways stop accepting them within their auth cache TTL (1 second by default)."
+    if result.already:
+        message += f" Already disabled, unchanged: {', '.join(result.already)}."
+    if request.htmx:
+        response = _render(request, "keys/disable.html", "done", {"message": message})
+        response["HX-Trigger"] = KEYS_CHANGED
+        return response
+    messages.success(request, message)
+    return redirect("keys:list")
+
+
 @sensitive_variables("rotation")
 @require_http_methods(["GET", "POST"])
 @require_writer
@@ -299,7 +369,13 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     public_id = api_key.public_id
     if request.method == "GET":
         form = DescriptionForm(initial={"description": text.editable(api_key.description)})
-        return _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
+        response = _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
+        if request.htmx:
+            # The row's link carries no htmx attributes (the tbody's send it to the
+            # dialog): the form replaces the row it was opened from.
+            retarget(response, f"#key-{public_id}")
+            reswap(response, "outerHTML")
+        return response
     form = DescriptionForm(request.POST)
     if not form.is_valid():
         context = {"key": api_key, "form": form}
@@ -310,21 +386,59 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
         description=form.cleaned_data["description"],
     )
     if request.htmx:
-        return _render(request, "keys/list.html", "row", {"key": api_key})
+        last_used = _last_used(usage.availability(), [public_id])
+        return _render(
+            request, "keys/list.html", "rows", {"keys": [api_key], "last_used": last_used}
+        )
     messages.success(request, f"Description of API key {public_id} saved.")
     return redirect("keys:list")
+
+
+class BadFilter(ValueError):
+    """An audit filter the user can correct; str() says how."""
+
+
+# ?name=value: (the field it filters, what a valid value is, the words when it is not).
+AUDIT_FILTERS: dict[str, tuple[str, Callable[[str], bool], str]] = {
+    "key": ("public_id", tokens.is_public_id, "key must be a 12-character public ID."),
+    "actor": ("actor", lambda v: len(v) <= 255, "actor can be at most 255 characters."),
+    "action": (
+        "action",
+        lambda v: v in AuditEvent.Action.values,
+        f"action must be one of {', '.join(AuditEvent.Action.values)}.",
+    ),
+    "reason": (
+        "reason",
+        lambda v: v in AuditEvent.Reason.values,
+        f"reason must be one of {', '.join(AuditEvent.Reason.values)}.",
+    ),
+    "incident": ("incident", lambda v: len(v) <= 64, "incident can be at most 64 characters."),
+}
+
+
+def _audit_filters(request: HtmxHttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str]]:
+    """The audit records the query string asks for, newest first, and the filters kept."""
+    events = AuditEvent.objects.order_by("-id")
+    kept: dict[str, str] = {}
+    for name, (field, valid, message) in AUDIT_FILTERS.items():
+        value = request.GET.get(name, "").strip()
+        if value:
+            if not valid(value):
+                raise BadFilter(message)
+            events = events.filter(**{field: value})
+            kept[name] = value
+    return events, kept
 
 
 @require_GET
 @require_audit_viewer
 def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
-    """Who did what to which key, newest first; `?key=` narrows it to one key."""
-    events = AuditEvent.objects.order_by("-id")
-    key = request.GET.get("key", "").strip()
-    if key:
-        if not tokens.is_public_id(key):
-            return _problem(request, "key must be a 12-character public ID.", 400)
-        events = events.filter(public_id=key)
+    """Who did what to which key, newest first; filtered by key, actor, action, reason or
+    incident."""
+    try:
+        events, kept = _audit_filters(request)
+    except BadFilter as error:
+        return _problem(request, str(error), 400)
     before = request.GET.get("before", "")
     if before:
         if not (before.isascii() and before.isdigit()):
@@ -334,7 +448,12 @@ def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "events": rows[:AUDIT_PAGE],
         "next_before": rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None,
-        "key": key,
+        "key": kept.get("key", ""),
+        "filters": kept,
+        "keep": "&" + urlencode(kept) if kept else "",
+        "export_query": urlencode(kept),
+        "actions": AuditEvent.Action.choices,
+        "reasons": AuditEvent.Reason.choices,
     }
     return _render(request, "keys/audit.html", "events", context)
 
@@ -382,6 +501,10 @@ def _rotation_links(public_id: str) -> tuple[AuditEvent | None, AuditEvent | Non
 @require_viewer
 def key_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     """Everything t0admin knows about one key, and what it did."""
+    if request.htmx.boosted:
+        # A row's Details link, which the list's rows send to the dialog like every row
+        # link: this is a page of its own, with its own URL.
+        return HttpResponseClientRedirect(request.get_full_path())
     try:
         api_key = service.get_key(public_id)
         since = parse_since(request.GET.get("since"))
@@ -421,3 +544,294 @@ def key_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
         "rate_rule": RATE_RULE.format(public_id=api_key.public_id),
     }
     return _render(request, "keys/key.html", "usage", context)
+
+
+AUDIT_COLUMNS = ["at", "actor", "action", "public_id", "reason", "incident", "detail"]
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: str) -> str:
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def _audit_record(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "at": event.at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "public_id": event.public_id,
+        "reason": event.reason,
+        "incident": event.incident,
+        # Another tool may have stored a key in a description: never into a file.
+        "detail": {
+            name: tokens.redact(value, text.SECRET_MARK) if isinstance(value, str) else value
+            for name, value in (event.detail or {}).items()
+        },
+    }
+
+
+class _Line:
+    """csv.writer's file: hands back each row it writes instead of keeping it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+@require_GET
+@require_audit_viewer
+def audit_export(request: HtmxHttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """The filtered audit trail as CSV or JSON lines, streamed: any length, little memory."""
+    try:
+        events, kept = _audit_filters(request)
+    except BadFilter as error:
+        return _problem(request, str(error), 400)
+    kind = request.GET.get("format", "csv")
+    if kind not in {"csv", "jsonl"}:
+        return _problem(request, "format must be csv or jsonl.", 400)
+    records = (_audit_record(e) for e in events.iterator(chunk_size=2000))
+    if kind == "csv":
+        writer = csv.writer(_Line())
+        lines: Iterator[str] = itertools.chain(
+            [writer.writerow(AUDIT_COLUMNS)],
+            (
+                writer.writerow(
+                    [
+                        _csv_cell(json.dumps(r[c]) if c == "detail" else str(r[c]))
+                        for c in AUDIT_COLUMNS
+                    ]
+                )
+                for r in records
+            ),
+        )
+        content_type = "text/csv; charset=utf-8"
+    else:
+        lines = (json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        content_type = "application/x-ndjson; charset=utf-8"
+    response = StreamingHttpResponse(lines, content_type=content_type)
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="t0admin-audit-{stamp}.{kind}"'
+    return response
+
+
+# --- Leaked keys: a paste of any text, every key in it, disable them all --------------
+
+LEAK_SALT = "keys.leaked"
+LEAK_CONFIRM_SECONDS = 3600  # a confirmation older than this is refused: check again
+
+
+@dataclass
+class LeakRow:
+    """One distinct key of a paste, as shown: never its secret."""
+
+    public_id: str
+    state: str  # a leaks.State value
+    since: datetime | None = None
+    real_state: str | None = None  # for a string that is not a working key
+    outcome: str = ""  # what "Disable all" did to it
+    answer: gateway_probe.Answer | None = None
+
+    @property
+    def label(self) -> str:
+        return leaks.State(self.state).label
+
+
+def _leak_rows(classified: list[leaks.Classified]) -> list[LeakRow]:
+    return [
+        LeakRow(c.public_id, c.state.value, c.since, c.real_state if c.api_key else None)
+        for c in classified
+    ]
+
+
+def _leak_token(rows: list[LeakRow], incident: str, since: datetime) -> str:
+    """What the Disable all form carries back: public IDs and states, signed so that the
+    confirmation can only disable what was found active. Never a secret."""
+    payload = {
+        "i": incident,
+        "s": since.isoformat(),
+        "r": [
+            [r.public_id, r.state, r.since.isoformat() if r.since else None, r.real_state]
+            for r in rows
+        ],
+    }
+    return signing.dumps(payload, salt=LEAK_SALT, compress=True)
+
+
+def _read_leak_token(token: str) -> tuple[str, datetime, list[LeakRow]]:
+    payload = signing.loads(token, salt=LEAK_SALT, max_age=LEAK_CONFIRM_SECONDS)
+    rows = [
+        LeakRow(public_id, state, datetime.fromisoformat(since) if since else None, real)
+        for public_id, state, since, real in payload["r"]
+    ]
+    return payload["i"], datetime.fromisoformat(payload["s"]), rows
+
+
+def _leak_text(request: HtmxHttpRequest, name: str) -> str | HttpResponse:
+    """The pasted text, or the 413 that says it is too long."""
+    pasted = request.POST.get(name, "")
+    size = len(pasted.encode("utf-8", "surrogatepass"))
+    if size > leaks.MAX_TEXT_BYTES:
+        return _problem(
+            request,
+            f"The pasted text is {size / 2**20:.1f} MB; the page takes at most 1 MB. Split "
+            "it into parts, or run manage.py find_leaked_keys on the file, which reads any size.",
+            413,
+        )
+    return pasted
+
+
+def _probe_rows(rows: list[LeakRow], found: list[leaks.Classified]) -> gateway_probe.Report:
+    """Ask the gateway about every key found; rows and found are in the same order."""
+    report = gateway_probe.probe(
+        [c.secret for c in found], [c.state is not leaks.State.ACTIVE for c in found]
+    )
+    for row, answer in zip(rows, report.answers, strict=False):
+        row.answer = answer
+    return report
+
+
+def _leak_page(
+    request: HtmxHttpRequest,
+    rows: list[LeakRow],
+    *,
+    form: LeakForm,
+    incident: str,
+    since: datetime,
+    report: gateway_probe.Report | None = None,
+    disabled: service.BulkDisable | None = None,
+    not_probed: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    active = [r for r in rows if r.state == leaks.State.ACTIVE]
+    context = {
+        "form": form,
+        "rows": rows,
+        "active": active,
+        "counts": {s.label: sum(r.state == s for r in rows) for s in leaks.State},
+        "forged": any(r.state == leaks.State.NOT_A_KEY for r in rows),
+        "incident": incident,
+        "since": since,
+        "token": _leak_token(rows, incident, since) if active else "",
+        "report": report,
+        "disabled": disabled,
+        "not_probed": not_probed,
+        "gateway_configured": gateway_probe.configured_url() is not None,
+        "not_configured": gateway_probe.NOT_CONFIGURED,
+        "checked": True,
+    }
+    response = _render(request, "keys/leaked.html", "result", context, status)
+    add_never_cache_headers(response)
+    return response
+
+
+@sensitive_post_parameters("text", "query")
+@sensitive_variables("text", "found", "classified")
+@require_http_methods(["GET", "POST"])
+@require_viewer
+def leaked_keys(request: HtmxHttpRequest) -> HttpResponse:
+    """Paste any text: every key in it, what each is now, and Disable all."""
+    if request.method == "GET":
+        context = {"form": LeakForm(initial={"probe": True}), "checked": False}
+        context["gateway_configured"] = gateway_probe.configured_url() is not None
+        context["not_configured"] = gateway_probe.NOT_CONFIGURED
+        response = _render(request, "keys/leaked.html", None, context)
+        add_never_cache_headers(response)
+        return response
+    form = LeakForm(request.POST)
+    pasted = _leak_text(request, "text")
+    if isinstance(pasted, HttpResponse):
+        return pasted
+    if not form.is_valid():
+        return _problem(
+            request, " ".join(str(e) for errors in form.errors.values() for e in errors), 400
+        )
+    if not pasted.strip():
+        return _problem(request, "Paste the text that holds the leaked keys first.", 400)
+    return _check_leak(request, pasted, form)
+
+
+@sensitive_variables("text", "found", "classified")
+def _check_leak(request: HtmxHttpRequest, pasted: str, form: LeakForm) -> HttpResponse:
+    """Classify the keys in `pasted` and show them: the leak page's answer, also the Find
+    box's when a paste holds more than one key."""
+    classified = leaks.classify(leaks.extract(pasted))
+    rows = _leak_rows(classified)
+    since = (form.cleaned_data.get("since") if form.is_bound else None) or timezone.now()
+    report = None
+    not_probed = ""
+    if classified and form.is_bound and form.cleaned_data.get("probe"):
+        if gateway_probe.configured_url() is None:
+            not_probed = gateway_probe.NOT_CONFIGURED
+        else:
+            report = _probe_rows(rows, classified)
+    return _leak_page(
+        request,
+        rows,
+        form=form,
+        incident=service.new_incident(),
+        since=since,
+        report=report,
+        not_probed=not_probed,
+    )
+
+
+@sensitive_post_parameters("text")
+@sensitive_variables("text", "found", "classified")
+@require_POST
+@require_writer
+def disable_leaked(request: HtmxHttpRequest) -> HttpResponse:
+    """Disable all active keys of a paste: first a confirmation naming them, then one
+    transaction, then (with a gateway configured) the gateway's own answer per key."""
+    try:
+        incident, since, rows = _read_leak_token(request.POST.get("token", ""))
+    except (signing.BadSignature, ValueError, KeyError, TypeError):
+        return _problem(
+            request,
+            "This confirmation has expired or was altered. Paste the text again to check "
+            "the keys afresh.",
+            400,
+        )
+    active = [r.public_id for r in rows if r.state == leaks.State.ACTIVE]
+    if request.POST.get("confirmed") != "yes":
+        context = {"active": active, "token": request.POST["token"], "incident": incident}
+        return _render(request, "keys/leaked_confirm.html", "confirm", context)
+    pasted = _leak_text(request, "text")
+    if isinstance(pasted, HttpResponse):
+        return pasted
+    result = service.disable_keys(
+        actor=request.user.get_username(), public_ids=active, reason="leaked", incident=incident
+    )
+    report = None
+    not_probed = ""
+    classified = leaks.classify(leaks.extract(pasted)) if pasted else []
+    if classified:
+        # The browser sent the paste again (it never left the page): show each key as it is
+        # now, and ask the gateway with each.
+        rows = _leak_rows(classified)
+    if gateway_probe.configured_url() is None:
+        not_probed = gateway_probe.NOT_CONFIGURED
+    elif classified:
+        report = _probe_rows(rows, classified)
+    else:
+        not_probed = (
+            "The gateway was not asked: t0admin never sends a pasted text back to the "
+            "browser, so without JavaScript it does not have the keys any more. Paste the "
+            "text again with “Ask the gateway too” ticked to have each key checked."
+        )
+    genuine = {leaks.State.ACTIVE.value, leaks.State.DISABLED.value}
+    for row in rows:
+        if row.public_id in active and row.state in genuine:
+            outcome, at = result.outcome(row.public_id)
+            row.outcome, row.since = outcome, at or row.since
+            if outcome != "unknown":
+                row.state = leaks.State.DISABLED.value
+    return _leak_page(
+        request,
+        rows,
+        form=LeakForm(),
+        incident=incident,
+        since=since,
+        report=report,
+        disabled=result,
+        not_probed=not_probed,
+    )

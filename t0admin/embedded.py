@@ -18,11 +18,13 @@ DATABASE = "postgres"
 
 
 def data_dir() -> Path:
-    """T0ADMIN_DATA_DIR, or `.data` beside manage.py; created on first use."""
+    """T0ADMIN_DATA_DIR, or `.data` beside manage.py.
+
+    Only named here: the settings call this on import (collectstatic in the image build
+    too), so the folder is made by what writes into it, `start` and `secret_key`.
+    """
     base = Path(__file__).resolve().parent.parent
-    path = Path(os.environ.get("T0ADMIN_DATA_DIR") or base / ".data").expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(os.environ.get("T0ADMIN_DATA_DIR") or base / ".data").expanduser().resolve()
 
 
 def start(directory: Path) -> Any:
@@ -32,6 +34,7 @@ def start(directory: Path) -> Any:
     exits, so `manage.py` run beside `make run` shares the server instead of starting a
     second one on the same files.
     """
+    directory.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback
         # under /tmp is what we want.
@@ -80,6 +83,7 @@ def stop(server: Any) -> None:
 def secret_key(directory: Path) -> str:
     """The Django secret key kept in the data dir, generated on first use (mode 0600)."""
     path = directory / "secret_key"
+    directory.mkdir(parents=True, exist_ok=True)
     try:
         return path.read_text().strip()
     except FileNotFoundError:

@@ -21,7 +21,13 @@ worker_class = "gthread"
 workers = env_int("T0ADMIN_WORKERS", 2)
 threads = env_int("T0ADMIN_THREADS", 8)
 
-# Worker recycling (max_requests, max_requests_jitter) belongs here too, when it comes.
+# A worker is replaced now and then, the jitter keeping the workers from restarting
+# together: a safety net, since a big page (?limit=10000) leaves a worker at about 70 MB
+# (bench/RESULTS.md). Rarely: a worker retiring while its requests wait on a frozen
+# database leaves one worker fewer until they end (tests/test_database_freeze.py sends
+# about 2,000 requests, and 1,000 here restarted workers in the middle of it).
+max_requests = 10_000
+max_requests_jitter = 1_000
 
 # Gunicorn itself reads X-Forwarded-Proto (for wsgi.url_scheme) from these addresses:
 # exactly the proxies t0admin trusts, and none when none is configured.

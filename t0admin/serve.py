@@ -8,6 +8,7 @@ through the pid files in the data dir (t0admin.leftovers) and stops or reuses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from t0admin import embedded, leftovers
+from t0admin import embedded, hints, leftovers
 
 
 def _prepare(env: dict[str, str]) -> None:
@@ -57,6 +58,10 @@ def main() -> int:
 
     bind = os.environ.get("T0ADMIN_BIND", "").strip() or "127.0.0.1:4000"
     data = embedded.data_dir()
+    # Made here, at start-up (the settings only name it). Where it cannot be made, the
+    # embedded PostgreSQL says so if it is needed; an external database needs no data dir.
+    with contextlib.suppress(OSError):
+        data.mkdir(parents=True, exist_ok=True)
     running = leftovers.owner(data / leftovers.SERVE_PID)
     if running is not None:
         print(
@@ -106,14 +111,12 @@ def main() -> int:
         if problem is not None:
             print(f"t0admin: {problem}", file=sys.stderr)
             return 2
-        host, _, port = bind.rpartition(":")
-        shown = "localhost" if host in {"127.0.0.1", "0.0.0.0", "[::]", "[::1]", ""} else host  # noqa: S104
         print(
-            f"t0admin: serving http://{shown}:{port}/api-keys\n"
+            f"t0admin: serving {hints.where_served(bind)}\n"
             f"t0admin: data in {data}"
             + (" (embedded PostgreSQL)" if server is not None else "")
             + "\nt0admin: sign in with your t0admin user; to reset a password: "
-            ".venv/bin/python manage.py changepassword USER" + "\nt0admin: press Ctrl-C to stop",
+            f"{hints.manage_py()} changepassword USER\nt0admin: {hints.stop_hint()} to stop",
             flush=True,
         )
         pid_file = ["--pid", str(data / leftovers.GUNICORN_PID)] if pid_files else []

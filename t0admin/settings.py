@@ -93,6 +93,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("T0ADMIN_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 READ_ONLY = env_flag("TENSORZERO_UI_READ_ONLY")
 GATEWAY_URL = os.environ.get("TENSORZERO_GATEWAY_URL", "").strip() or "http://localhost:3000"
+# The default above only fills in a usage example; asking a gateway about leaked keys needs
+# one that was really named (keys.gateway_probe).
+GATEWAY_URL_SET = bool(os.environ.get("TENSORZERO_GATEWAY_URL", "").strip())
 # The TensorZero UI, where an inference ID links to its page; unset: IDs are plain text.
 TENSORZERO_UI_URL = os.environ.get("TENSORZERO_UI_URL", "").strip().rstrip("/")
 if TENSORZERO_UI_URL and not re.match(r"https?://[^\s\"'<>]+$", TENSORZERO_UI_URL):
@@ -125,10 +128,14 @@ MIDDLEWARE = [
     # host check and sign-in (see the class).
     "t0admin.health.HealthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Pages gzipped when the client accepts it; before every layer that writes the body.
+    "t0admin.compression.CompressionMiddleware",
     # Django's, saving a session only now and then (idle expiry) and never turning a
     # failed save into a 400 that would hide a committed write (t0admin/sessions.py).
     "t0admin.sessions.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, which reads the body: an oversized paste hears 413 in words.
+    "t0admin.middleware.RequestTooLargeMiddleware",
     "t0admin.errors.MethodNotAllowedPage",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -164,6 +171,17 @@ TEMPLATES = [
             ],
         },
     },
+    {
+        # The list's rows only (keys/rows.py says why); every page is the one above.
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {
+            "environment": "keys.rows.environment",
+            "trim_blocks": True,
+            "lstrip_blocks": True,
+        },
+    },
 ]
 
 PASSWORD_HASHERS = [
@@ -188,13 +206,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("T0ADMIN_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # collectstatic (make, the image) writes hash-named copies with .gz and .br beside
+    # them; whitenoise serves those, the hashed names with a cache lifetime of a year.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# Without collectstatic (make run, tests), serve straight from the app and static dirs.
-WHITENOISE_USE_FINDERS = True
+# Only while developing: the source folders, picked up on every request. Outside DEBUG
+# they would be registered after STATIC_ROOT and shadow the collected files.
+WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
-# STATIC_ROOT exists only where collectstatic ran (the Docker image).
-warnings.filterwarnings("ignore", message="No directory at: ")
+if DEBUG:
+    # Developers may not have run collectstatic; without DEBUG a missing STATIC_ROOT is
+    # a broken deployment, and whitenoise's warning says so.
+    warnings.filterwarnings("ignore", message="No directory at: ")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

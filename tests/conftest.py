@@ -18,6 +18,12 @@ from psycopg.conninfo import make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Pages link to the hashed names in collectstatic's manifest, as in production: bring
+    it up to date for a bare `pytest` too (a no-op after `make test`)."""
+    subprocess.run(["make", "--silent", "staticfiles"], cwd=ROOT, check=True)
+
+
 def server_url(dbname: str) -> str:
     """A libpq connection string to `dbname` on the PostgreSQL the tests run against."""
     return make_conninfo(settings.DATABASE_URL, dbname=dbname)

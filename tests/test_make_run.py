@@ -286,3 +286,10 @@ def test_a_second_make_run_on_the_same_data_is_refused_by_name(tmp_path: Path) -
         first.send_signal(signal.SIGTERM)
         stop_or_kill(first, data, port)
     assert_nothing_left(data, port)
+
+
+def test_workers_are_replaced_now_and_then_not_all_at_once() -> None:
+    from t0admin import gunicorn_conf
+
+    assert gunicorn_conf.max_requests > 0
+    assert gunicorn_conf.max_requests_jitter > 0

@@ -435,3 +435,11 @@ def test_an_unbounded_catch_up_outlasts_the_request_statement_timeout(tables) ->
     tables.execute("SET statement_timeout = 1")
     assert usage.catch_up(chunk=timedelta(days=30))
     assert rolled_up(public_id) == 19
+
+
+def test_a_boosted_details_link_becomes_a_page_of_its_own(admin_client: Client) -> None:
+    public_id = new_key()
+    response = admin_client.get(
+        f"/api-keys/{public_id}", HTTP_HX_REQUEST="true", HTTP_HX_BOOSTED="true"
+    )
+    assert response["HX-Redirect"] == f"/api-keys/{public_id}"

@@ -83,6 +83,49 @@ def test_list_marks_disabled_and_expired_keys(admin_client: Client) -> None:
     assert "Expired<span" in expired_row
 
 
+def test_rows_escape_descriptions(admin_client: Client) -> None:
+    service.create_key(actor="t", description='<script>alert(1)</script> & "q"')
+    html = admin_client.get("/api-keys").content.decode()
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;" in html
+
+
+def test_row_links_are_plain_links_under_one_set_of_htmx_attributes(admin_client: Client) -> None:
+    make_keys(3)
+    html = admin_client.get("/api-keys").content.decode()
+    body = html[html.index('<tbody id="key-rows"') : html.index("</tbody>")]
+    tbody = body[: body.index(">") + 1]
+    assert 'hx-boost="true"' in tbody and 'hx-target="#modal-body"' in tbody
+    assert "hx-" not in body[len(tbody) :]  # not one per link: the tbody's apply to all
+    assert body.count("/description") == 3
+
+
+def test_row_dates_read_as_before(admin_client: Client) -> None:
+    """The rows format dates themselves; they must read as Django's date filter did."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from django.utils import dateformat
+
+    expires = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
+    key = service.create_key(actor="t", expires_at=expires).api_key
+    admin_client.cookies["t0admin_tz"] = "America/New_York"
+    html = admin_client.get("/api-keys").content.decode()
+    for value in (expires, ApiKey.objects.get(pk=key.pk).created_at):
+        local = value.astimezone(ZoneInfo("America/New_York"))
+        shown = dateformat.format(local, "Y-m-d H:i T")
+        assert f'<time datetime="{dateformat.format(local, "c")}">{shown}</time>' in html
+    assert "2031-06-01 08:00 EDT" in html
+
+
+def test_edit_link_by_htmx_replaces_its_own_row(admin_client: Client) -> None:
+    public_id = make_keys(1)[0]
+    response = admin_client.get(f"/api-keys/{public_id}/description", **HTMX)
+    assert response["HX-Retarget"] == f"#key-{public_id}"
+    assert response["HX-Reswap"] == "outerHTML"
+    assert response.content.decode().lstrip().startswith(f'<tr id="key-{public_id}"')
+
+
 def test_list_htmx_request_gets_only_the_table(admin_client: Client) -> None:
     make_keys(1)
     html = admin_client.get("/api-keys", **HTMX).content.decode()
@@ -593,6 +636,22 @@ def test_find_box_turns_text_into_a_search(admin_client: Client) -> None:
     assert response["Location"] == "/api-keys?q=billing"
 
 
+def test_find_an_exact_public_id_answers_in_one_round_trip(admin_client: Client) -> None:
+    wanted, other = make_keys(2)
+    response = admin_client.post("/api-keys/find", {"query": wanted})
+    assert response.status_code == 200  # no redirect: the POST's own answer is the list
+    html = response.content.decode()
+    assert rows(html) == [wanted] and other not in html
+    assert f'hx-get="/api-keys?q={wanted}"' in html  # reloads from the search, not the POST
+    assert f'value="{wanted}"' in html
+
+
+def test_find_an_unknown_public_id_searches_descriptions(admin_client: Client) -> None:
+    response = admin_client.post("/api-keys/find", {"query": "nosuchkey123"})
+    assert response.status_code == 302
+    assert response["Location"] == "/api-keys?q=nosuchkey123"
+
+
 def test_find_a_leaked_key_says_it_is_genuine_and_active(admin_client: Client) -> None:
     created = service.create_key(actor="t", description="leaky")
     response = admin_client.post("/api-keys/find", {"query": created.secret})
@@ -795,4 +854,34 @@ def test_expiry_before_year_one_written_elsewhere_shows_as_expired(
     assert response.status_code == 200
     row = response.content.decode().split(f'id="key-{public_id}"')[1].split("</tr>")[0]
     assert "Expired" in row
-    assert admin_client.post("/api-keys/find", {"query": public_id}).status_code == 302
+    found = admin_client.post("/api-keys/find", {"query": public_id})
+    assert found.status_code == 200
+    assert "Expired" in found.content.decode().split(f'id="key-{public_id}"')[1].split("</tr>")[0]
+
+
+# Compression (README: "Compression and BREACH")
+
+GZIP = {"HTTP_ACCEPT_ENCODING": "gzip, deflate, br, zstd"}
+
+
+def test_pages_are_gzipped_when_the_client_accepts_it(admin_client: Client) -> None:
+    import gzip
+
+    make_keys(3)
+    response = admin_client.get("/api-keys", **GZIP)
+    assert response["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in response["Vary"]
+    assert "<tbody" in gzip.decompress(response.content).decode()
+    assert "Content-Encoding" not in admin_client.get("/api-keys")
+
+
+def test_a_response_that_shows_a_secret_is_never_compressed(admin_client: Client) -> None:
+    created = admin_client.post("/api-keys/new", new_form(admin_client), **GZIP)
+    assert "Content-Encoding" not in created
+    assert KEY_RE.search(created.content.decode())
+    public_id = ApiKey.objects.get().public_id
+    rotated = admin_client.post(
+        f"/api-keys/{public_id}/rotate", rotate_form(admin_client, public_id), **GZIP
+    )
+    assert rotated.status_code == 200 and "Content-Encoding" not in rotated
+    assert KEY_RE.search(rotated.content.decode())

@@ -1,4 +1,4 @@
-# Usage rollup (issue 8). Depends on 0003 for now; chained after issue 7's 0004 on merge.
+# Usage rollup (issue 8), after issue 7's 0004.
 
 from django.db import migrations, models
 
@@ -7,7 +7,7 @@ import keys.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("keys", "0003_audit_rotate"),
+        ("keys", "0004_audit_reason_incident"),
     ]
 
     operations = [

@@ -8,6 +8,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from t0admin import hints
+
 USERNAME = "admin"
 
 
@@ -28,5 +30,5 @@ class Command(BaseCommand):
             f"t0admin: created the first user. Sign in as '{USERNAME}' with the password\n"
             f"t0admin:     {password}\n"
             "t0admin: it is shown only now: change it after signing in "
-            "(python manage.py changepassword admin)."
+            f"({hints.manage_py()} changepassword {USERNAME})."
         )

@@ -1,0 +1,239 @@
+"""Ask a running gateway whether keys still get in; the one place that speaks HTTP to it.
+
+GATEWAY.md, "Asking a running gateway whether a key still works": `POST /inference` with
+the body `{}` and `Authorization: Bearer <key>` costs no inference. `401` means the gateway
+refuses the key; any other answer means the key passed the auth check. The gateway caches
+each key's verdict for its auth cache TTL (1 s by default), so a key disabled a moment ago
+may pass once more: a key that should be refused is asked again for a few seconds before
+it is reported as still accepted.
+
+Short timeouts and a bounded total, so that a page waiting for this never hangs on a
+slow gateway; a gateway that stops answering is given up on at once. No redirects are
+followed: a key is never sent anywhere but the configured URL.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import threading
+import time
+import unicodedata
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from keys import tokens
+
+CALL_TIMEOUT = 2.0  # seconds for one call (connect, then each read)
+RETRY_FOR = 4.0  # how long a key that should be refused is asked again: the TTL and then some
+RETRY_EVERY = 0.25
+BUDGET = 12.0  # the most the whole check may take, however many keys
+WORKERS = 8
+AUTH_ERROR_PREFIX = "TensorZero authentication error: "
+
+NOT_CONFIGURED = (
+    "t0admin could not ask the gateway whether these keys still get in: "
+    "TENSORZERO_GATEWAY_URL is not set. Set it, where t0admin runs, to the address at "
+    "which t0admin reaches the gateway (e.g. http://gateway:3000) to have every key checked."
+)
+
+
+class Verdict(StrEnum):
+    REFUSED = "refused"
+    ACCEPTED = "accepted"
+    NO_ANSWER = "no_answer"
+    NOT_CHECKED = "not_checked"
+
+
+@dataclass(frozen=True)
+class Answer:
+    verdict: Verdict
+    status: int | None = None
+    message: str = ""  # the gateway's reason for a 401, or why there was no answer
+    attempts: int = 0
+    expected_refused: bool = True
+
+    @property
+    def loud(self) -> bool:
+        """Accepted although it should have been refused."""
+        return self.verdict is Verdict.ACCEPTED and self.expected_refused
+
+    @property
+    def text(self) -> str:
+        if self.verdict is Verdict.REFUSED:
+            return f"refused by the gateway (401: {self.message})"
+        if self.loud:
+            return f"STILL ACCEPTED by the gateway (HTTP {self.status}, not 401)"
+        if self.verdict is Verdict.ACCEPTED:
+            return f"accepted by the gateway (HTTP {self.status}): it works there"
+        if self.verdict is Verdict.NO_ANSWER:
+            return f"not checked: {self.message}"
+        return f"not checked: {self.message or 'the check ran out of time'}"
+
+
+@dataclass
+class Report:
+    url: str | None  # None: no gateway configured, nothing was asked
+    answers: list[Answer] = field(default_factory=list)  # one per key, in order
+    decoy: Answer | None = None  # the made-up key's answer
+    seconds: float = 0.0
+    error: str = ""  # why nothing could be asked, e.g. a malformed URL
+
+    @property
+    def auth_off(self) -> bool:
+        """A key that cannot exist got through: this gateway checks no keys at all."""
+        return self.decoy is not None and self.decoy.verdict is Verdict.ACCEPTED
+
+    @property
+    def still_accepted(self) -> int:
+        return sum(answer.loud for answer in self.answers)
+
+
+def configured_url() -> str | None:
+    """The gateway's URL when TENSORZERO_GATEWAY_URL was really set, else None (the
+    setting's default only fills in a usage example)."""
+    return settings.GATEWAY_URL if settings.GATEWAY_URL_SET else None
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    clean = "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
+    return clean.strip()[:limit]
+
+
+def _reason(body: bytes) -> str:
+    """The gateway's words from a 401 body: `{"error": "…"}`, or `{"error": {"message":
+    "…"}}` on its OpenAI-compatible routes."""
+    try:
+        error = json.loads(body.decode("utf-8", "replace")).get("error")
+    except (ValueError, AttributeError):
+        return _printable(body.decode("utf-8", "replace")) or "no reason given"
+    if isinstance(error, dict):
+        error = error.get("message")
+    if not isinstance(error, str):
+        return "no reason given"
+    return _printable(error.removeprefix(AUTH_ERROR_PREFIX)) or "no reason given"
+
+
+class _Gateway:
+    def __init__(self, url: str, call_timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"TENSORZERO_GATEWAY_URL must be an http(s) URL, not {url!r}.")
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port
+        self.path = parts.path.rstrip("/") + "/inference"
+        self.call_timeout = call_timeout
+        self.stalled = threading.Event()  # a call timed out: ask nothing more
+
+    def call(self, key: str) -> tuple[int, bytes]:
+        connection: http.client.HTTPConnection
+        if self.https:
+            connection = http.client.HTTPSConnection(
+                self.host,
+                self.port,
+                timeout=self.call_timeout,
+                context=ssl.create_default_context(),
+            )
+        else:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.call_timeout)
+        try:
+            connection.request(
+                "POST",
+                self.path,
+                body=b"{}",
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            return response.status, response.read(4096)
+        finally:
+            connection.close()
+
+
+def _ask(gateway: _Gateway, key: str, expect_refused: bool, deadline: float) -> Answer:
+    """One key: refused, accepted, or no answer; retried while the cache may lag."""
+    return replace(
+        _ask_until(gateway, key, expect_refused, deadline), expected_refused=expect_refused
+    )
+
+
+def _ask_until(gateway: _Gateway, key: str, expect_refused: bool, deadline: float) -> Answer:
+    started = time.monotonic()
+    attempts = 0
+    while True:
+        if gateway.stalled.is_set():
+            return Answer(Verdict.NOT_CHECKED, message="the gateway stopped answering")
+        if time.monotonic() + gateway.call_timeout > deadline:
+            return Answer(
+                Verdict.NOT_CHECKED, message="the check ran out of time", attempts=attempts
+            )
+        attempts += 1
+        try:
+            status, body = gateway.call(key)
+        except TimeoutError:
+            gateway.stalled.set()
+            return Answer(
+                Verdict.NO_ANSWER,
+                message=f"the gateway did not answer within {gateway.call_timeout:g} s",
+                attempts=attempts,
+            )
+        except (OSError, http.client.HTTPException) as error:
+            return Answer(
+                Verdict.NO_ANSWER,
+                message=f"could not reach the gateway ({_printable(str(error)) or type(error).__name__})",
+                attempts=attempts,
+            )
+        if status == 401:
+            return Answer(Verdict.REFUSED, status, _reason(body), attempts)
+        if status >= 500:
+            # Auth runs before anything else at the gateway: a 5xx is a proxy or a crash
+            # in front of it, not a verdict on the key.
+            return Answer(
+                Verdict.NO_ANSWER, status, f"the gateway answered HTTP {status}", attempts
+            )
+        waited = time.monotonic() - started
+        if not expect_refused or waited + RETRY_EVERY > RETRY_FOR:
+            return Answer(Verdict.ACCEPTED, status, attempts=attempts)
+        time.sleep(RETRY_EVERY)  # its auth cache may still hold the key as good
+
+
+def probe(
+    keys: Sequence[str],
+    expect_refused: Sequence[bool],
+    url: str | None = None,
+    *,
+    call_timeout: float = CALL_TIMEOUT,
+    budget: float = BUDGET,
+) -> Report:
+    """Ask the gateway at `url` (default: the configured one) about each key.
+
+    `expect_refused[i]` says whether keys[i] should be refused (disabled, expired,
+    unknown): only those are asked again while the gateway's auth cache may lag. A made-up
+    key is asked too; if it is not refused, auth is off at that gateway.
+    """
+    url = url if url is not None else configured_url()
+    if url is None:
+        return Report(url=None)
+    began = time.monotonic()
+    deadline = began + budget
+    try:
+        gateway = _Gateway(url, call_timeout)
+    except ValueError as error:
+        return Report(url=url, error=str(error))
+    decoy = tokens.generate()  # 62^60 possibilities: certainly in no database
+    with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(keys) + 1))) as pool:
+        decoy_answer = pool.submit(_ask, gateway, decoy, False, deadline)
+        futures = [
+            pool.submit(_ask, gateway, key, refused, deadline)
+            for key, refused in zip(keys, expect_refused, strict=True)
+        ]
+        answers = [future.result() for future in futures]
+    return Report(
+        url=url, answers=answers, decoy=decoy_answer.result(), seconds=time.monotonic() - began
+    )

@@ -1,0 +1,194 @@
+"""Find every key in any text (files or standard input), say what each is, and with
+--disable switch the active ones off, as the leaked keys page does.
+
+Exit status: 0 when no active key remains, 1 when active keys were found and left active
+(or the gateway still accepts one), 2 for bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from keys import gateway_probe, leaks, service, tokens
+from keys.leaks import State
+from keys.management.commands._actor import cli_actor
+
+CHUNK = 2**20  # characters read at a time: memory stays bounded however big the input
+
+
+def _chunks(handle: IO[str]) -> Iterator[str]:
+    while chunk := handle.read(CHUNK):
+        yield chunk
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class Command(BaseCommand):
+    help = (
+        "Find every TensorZero API key in text (gitleaks or trufflehog JSON, logs, chat "
+        "exports: anything), say what each is; --disable switches the active ones off. Exit "
+        "0: no active key remains; 1: active keys were left active; 2: bad usage or input."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("files", nargs="*", help="files to read; none or - : standard input")
+        parser.add_argument("--disable", action="store_true", help="disable every active key found")
+        parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+        parser.add_argument(
+            "--probe",
+            action="store_true",
+            help="ask the gateway at TENSORZERO_GATEWAY_URL whether each key still gets in",
+        )
+
+    def _read(self, files: list[str]) -> list[tokens.ParsedKey]:
+        found: dict[tokens.ParsedKey, None] = {}
+        for name in files or ["-"]:
+            try:
+                if name == "-":
+                    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+                    found.update(dict.fromkeys(leaks.iter_keys(_chunks(stdin))))
+                    stdin.detach()  # leave sys.stdin usable and open
+                    continue
+                with open(name, encoding="utf-8", errors="replace", newline="") as handle:
+                    # One file at a time: a key never spans two files.
+                    found.update(dict.fromkeys(leaks.iter_keys(_chunks(handle))))
+            except OSError as error:
+                raise CommandError(
+                    f"Cannot read {name}: {error.strerror or error}.", returncode=2
+                ) from None
+        return list(found)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        found = self._read(options["files"])
+        classified = leaks.classify(found)
+        incident = service.new_incident()
+        outcomes: dict[str, str] = {}
+        if options["disable"]:
+            active = [c.public_id for c in classified if c.state is State.ACTIVE]
+            if active:
+                result = service.disable_keys(
+                    actor=cli_actor(), public_ids=active, reason="leaked", incident=incident
+                )
+                outcomes = {p: result.outcome(p)[0] for p in active}
+                classified = leaks.classify(found)  # as they are now
+        report: gateway_probe.Report | None = None
+        if options["probe"] and classified:
+            report = gateway_probe.probe(
+                [c.secret for c in classified], [c.state is not State.ACTIVE for c in classified]
+            )
+        remaining = sum(c.state is State.ACTIVE for c in classified)
+        still = report.still_accepted if report else 0
+        if options["json"]:
+            self._json(classified, outcomes, report, incident if outcomes else None, remaining)
+        else:
+            self._text(classified, outcomes, report, incident if outcomes else None)
+        self._warn(options, report)
+        if remaining or still:
+            sys.exit(1)
+
+    def _warn(self, options: dict[str, Any], report: gateway_probe.Report | None) -> None:
+        if not options["probe"]:
+            return
+        if report is None:
+            return
+        if report.url is None:
+            self.stderr.write(gateway_probe.NOT_CONFIGURED)
+        elif report.error:
+            self.stderr.write(f"The gateway could not be asked: {report.error}")
+        elif report.auth_off:
+            self.stderr.write(
+                f"WARNING: authentication is switched off at the gateway {report.url}: a "
+                "made-up key got through. Every key works there, disabled or not."
+            )
+        elif report.still_accepted:
+            self.stderr.write(
+                f"WARNING: {report.still_accepted} key(s) STILL ACCEPTED by the gateway."
+            )
+
+    def _text(
+        self,
+        classified: list[leaks.Classified],
+        outcomes: dict[str, str],
+        report: gateway_probe.Report | None,
+        incident: str | None,
+    ) -> None:
+        if not classified:
+            self.stdout.write("No TensorZero API key found.")
+            return
+        answers: list[gateway_probe.Answer | None] = [None] * len(classified)
+        if report and report.answers:
+            answers = list(report.answers)
+        self.stdout.write(f"{'PUBLIC ID':<12}  {'STATE':<17}  {'SINCE':<25}  NOTE")
+        for item, answer in zip(classified, answers, strict=True):
+            notes = []
+            if item.state is State.NOT_A_KEY:
+                notes.append(f"wrong secret; the real key is {item.real_state} and not leaked")
+            elif item.state is State.UNKNOWN:
+                notes.append("no such public ID here")
+            if item.public_id in outcomes and item.state is not State.NOT_A_KEY:
+                notes.append(outcomes[item.public_id])
+            if answer is not None:
+                notes.append(answer.text)
+            since = _iso(item.since) or "-"
+            self.stdout.write(
+                f"{item.public_id:<12}  {item.state.label:<17}  {since:<25}  {'; '.join(notes)}"
+            )
+        totals = leaks.counts(classified)
+        summary = ", ".join(f"{n} {s.label}" for s, n in totals.items() if n)
+        self.stdout.write(f"{len(classified)} distinct key(s): {summary}.")
+        if incident:
+            disabled = sum(o == "disabled now" for o in outcomes.values())
+            self.stdout.write(f"Incident {incident}: disabled {disabled} key(s).")
+
+    def _json(
+        self,
+        classified: list[leaks.Classified],
+        outcomes: dict[str, str],
+        report: gateway_probe.Report | None,
+        incident: str | None,
+        remaining: int,
+    ) -> None:
+        answers: list[gateway_probe.Answer | None] = [None] * len(classified)
+        if report and report.answers:
+            answers = list(report.answers)
+        keys = []
+        for item, answer in zip(classified, answers, strict=True):
+            entry: dict[str, Any] = {
+                "public_id": item.public_id,
+                "state": item.state.value,
+                "since": _iso(item.since),
+            }
+            if item.state is State.NOT_A_KEY:
+                entry["real_key_state"] = item.real_state
+            if item.public_id in outcomes and item.state is not State.NOT_A_KEY:
+                entry["outcome"] = outcomes[item.public_id]
+            if answer is not None:
+                entry["gateway"] = {
+                    "verdict": answer.verdict.value,
+                    "status": answer.status,
+                    "message": answer.message,
+                }
+            keys.append(entry)
+        document: dict[str, Any] = {
+            "keys": keys,
+            "counts": {s.value: n for s, n in leaks.counts(classified).items()},
+            "active_remaining": remaining,
+            "incident": incident,
+        }
+        if report is not None:
+            document["gateway"] = {
+                "url": report.url,
+                "checked": report.url is not None and not report.error,
+                "auth_off": report.auth_off,
+                "still_accepted": report.still_accepted,
+                "error": report.error or (None if report.url else gateway_probe.NOT_CONFIGURED),
+            }
+        self.stdout.write(json.dumps(document, indent=2))

@@ -1,0 +1,162 @@
+"""keys.gateway_probe against stand-in gateways started here (tests/gateway_stand_in.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from keys import gateway_probe, service, tokens
+from keys.gateway_probe import Verdict
+from tests.gateway_stand_in import stand_in_gateway
+from tests.servers import test_database_url as database_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_disabled_and_unknown_keys_are_refused_with_the_gateways_reason() -> None:
+    live = service.create_key(actor="t")
+    dead = service.create_key(actor="t")
+    service.disable_key(actor="t", public_id=dead.api_key.public_id)
+    unknown = tokens.generate()
+    with stand_in_gateway(database_url()) as gateway:
+        report = gateway_probe.probe(
+            [live.secret, dead.secret, unknown], [False, True, True], gateway.url
+        )
+    live_answer, dead_answer, unknown_answer = report.answers
+    assert live_answer.verdict is Verdict.ACCEPTED and live_answer.status == 400
+    assert dead_answer.verdict is Verdict.REFUSED
+    assert dead_answer.message.startswith("API key was disabled at: ")
+    assert dead_answer.text.startswith("refused by the gateway (401: API key was disabled at")
+    assert unknown_answer.message == "Provided API key does not exist in the database"
+    assert not report.auth_off and report.decoy and report.decoy.verdict is Verdict.REFUSED
+
+
+def test_retries_while_the_gateways_cache_still_accepts_a_disabled_key() -> None:
+    key = service.create_key(actor="t")
+    with stand_in_gateway(database_url(), ttl_ms=1500) as gateway:
+        # The gateway sees the key work and caches that for 1.5 s; then it is disabled.
+        first = gateway_probe.probe([key.secret], [False], gateway.url)
+        assert first.answers[0].verdict is Verdict.ACCEPTED
+        service.disable_key(actor="t", public_id=key.api_key.public_id)
+        report = gateway_probe.probe([key.secret], [True], gateway.url)
+    answer = report.answers[0]
+    assert answer.verdict is Verdict.REFUSED
+    assert answer.attempts > 1  # accepted from the cache at first, then refused
+
+
+def test_a_key_still_accepted_after_the_retries_is_reported_loudly() -> None:
+    key = service.create_key(actor="t")  # never disabled: the gateway keeps accepting it
+    with stand_in_gateway(database_url()) as gateway:
+        report = gateway_probe.probe([key.secret], [True], gateway.url)
+    assert report.answers[0].verdict is Verdict.ACCEPTED
+    assert report.answers[0].text.startswith("STILL ACCEPTED")
+    assert report.still_accepted == 1
+
+
+def test_auth_switched_off_is_detected_with_a_made_up_key() -> None:
+    dead = service.create_key(actor="t")
+    service.disable_key(actor="t", public_id=dead.api_key.public_id)
+    with stand_in_gateway(database_url(), auth_off=True) as gateway:
+        report = gateway_probe.probe([dead.secret], [False], gateway.url)
+    assert report.auth_off
+    assert report.answers[0].verdict is Verdict.ACCEPTED
+
+
+def test_a_hanging_gateway_costs_one_timeout_not_one_per_key() -> None:
+    keys = [tokens.generate() for _ in range(40)]
+    with stand_in_gateway(database_url(), hang=True) as gateway:
+        started = time.monotonic()
+        report = gateway_probe.probe(keys, [True] * 40, gateway.url, call_timeout=0.5)
+        elapsed = time.monotonic() - started
+    # 40 keys at 0.5 s each would be 20 s even one at a time; the first timeout stops all.
+    assert elapsed < 3, elapsed
+    assert {a.verdict for a in report.answers} <= {Verdict.NO_ANSWER, Verdict.NOT_CHECKED}
+    assert any("did not answer within 0.5 s" in a.text for a in report.answers)
+    assert not report.auth_off
+
+
+def test_total_time_is_bounded_by_the_budget() -> None:
+    keys = [service.create_key(actor="t").secret for _ in range(20)]
+    with stand_in_gateway(database_url()) as gateway:
+        started = time.monotonic()
+        # Every key should be refused but is not: each would retry for RETRY_FOR seconds.
+        report = gateway_probe.probe(keys, [True] * 20, gateway.url, budget=1.0)
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + gateway_probe.RETRY_EVERY + 0.5
+    assert {a.verdict for a in report.answers} <= {Verdict.ACCEPTED, Verdict.NOT_CHECKED}
+
+
+def test_an_unreachable_gateway_says_so() -> None:
+    from tests.conftest import free_port
+
+    report = gateway_probe.probe([tokens.generate()], [True], f"http://127.0.0.1:{free_port()}")
+    assert report.answers[0].verdict is Verdict.NO_ANSWER
+    assert "could not reach the gateway" in report.answers[0].text
+
+
+def test_without_a_configured_gateway_nothing_is_asked(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.GATEWAY_URL_SET = False
+    report = gateway_probe.probe([tokens.generate()], [True])
+    assert report.url is None and report.answers == []
+    assert "TENSORZERO_GATEWAY_URL is not set" in gateway_probe.NOT_CONFIGURED
+
+
+def test_a_malformed_gateway_url_is_an_error_not_a_crash() -> None:
+    report = gateway_probe.probe([tokens.generate()], [True], "gateway:3000")
+    assert "must be an http(s) URL" in report.error
+
+
+def test_probes_run_side_by_side() -> None:
+    keys = [tokens.generate() for _ in range(16)]
+    with stand_in_gateway(database_url()) as gateway:
+        report = gateway_probe.probe(keys, [True] * 16, gateway.url)
+    assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 16
+    assert len(gateway.calls) == 17  # every key once, and the made-up one
+    assert threading.active_count() < 50
+
+
+def test_the_leak_page_shows_the_gateways_answer_per_key(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    live = service.create_key(actor="t")
+    dead = service.create_key(actor="t")
+    service.disable_key(actor="t", public_id=dead.api_key.public_id)
+    with stand_in_gateway(database_url()) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        html = admin_client.post(
+            "/api-keys/leaked", {"text": f"{live.secret}\n{dead.secret}", "probe": "on"}
+        ).content.decode()
+    assert "accepted by the gateway (HTTP 400): it works there" in html
+    assert "refused by the gateway (401: API key was disabled at: " in html
+    assert "STILL ACCEPTED" not in html
+
+
+def test_disable_all_then_the_gateway_refuses_every_key(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    keys = [service.create_key(actor="t") for _ in range(3)]
+    text = " ".join(k.secret for k in keys)
+    with stand_in_gateway(database_url()) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        # Checked first with the gateway asked: it caches each key as good for its TTL.
+        checked = admin_client.post("/api-keys/leaked", {"text": text, "probe": "on"})
+        token = re.search(r'name="token" value="([^"]+)"', checked.content.decode())
+        assert token
+        done = admin_client.post(
+            "/api-keys/leaked/disable",
+            {"token": token.group(1), "confirmed": "yes", "text": text},
+        ).content.decode()
+    assert done.count("refused by the gateway (401: API key was disabled at: ") == 3
+    assert "STILL ACCEPTED" not in done
+
+
+def test_auth_off_is_a_warning_on_the_page(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    key = service.create_key(actor="t")
+    service.disable_key(actor="t", public_id=key.api_key.public_id)
+    with stand_in_gateway(database_url(), auth_off=True) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        html = admin_client.post(
+            "/api-keys/leaked", {"text": key.secret, "probe": "on"}
+        ).content.decode()
+    assert "Authentication is switched off at the gateway" in html
+    assert "STILL ACCEPTED by the gateway" in html
