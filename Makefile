@@ -16,7 +16,7 @@ STATIC := $(T0ADMIN_STATIC_ROOT)/staticfiles.json
 # hash (tests/axe/package-lock.json); never a CDN while the tests run.
 AXE := tests/axe/node_modules/.installed
 
-.PHONY: run test lint typecheck pytest bench clean lock staticfiles
+.PHONY: run test lint typecheck pytest bench bench-usage clean lock staticfiles
 
 run: $(VENV)/.runtime $(STATIC)
 	$(BIN)/python -m t0admin.serve
@@ -45,6 +45,11 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev $(STATIC)
 	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/paging.py $(BENCH_ARGS)
 	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/leaks.py
+
+# Usage at 10 million inferences; the data is generated once (minutes) and kept in the
+# bench cluster's database t0admin_usage_bench.
+bench-usage: $(VENV)/.dev
+	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/usage.py $(BENCH_ARGS)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

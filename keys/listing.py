@@ -8,13 +8,14 @@ the cursor. The cursor in links is a public ID, since `id` is never shown to use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from django.db.models import QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from keys import tokens
-from keys.models import ApiKey, key_status
+from keys.models import ApiKey, KeyLastUsed, key_status
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -100,18 +101,102 @@ def matching(query: str) -> QuerySet[ApiKey]:
     return keys.filter(description__icontains=query)
 
 
-def page(limit: int, before: str | None = None, after: str | None = None, query: str = "") -> Page:
+STATUSES = ("active", "disabled", "expired")
+UNUSED_DAYS = (30, 90)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """?status= and ?unused= (days): the list's filters, combined with the search."""
+
+    status: str = ""
+    unused_days: int | None = None
+
+    def params(self) -> dict[str, str | int]:
+        found: dict[str, str | int] = {"status": self.status} if self.status else {}
+        if self.unused_days:
+            found["unused"] = self.unused_days
+        return found
+
+
+def parse_filters(status: str | None, unused: str | None) -> Filters:
+    status = (status or "").strip().lower()
+    if status and status not in STATUSES:
+        raise BadPageRequest("status must be active, disabled or expired.")
+    days = None
+    if unused:
+        if unused not in {str(d) for d in UNUSED_DAYS}:
+            raise BadPageRequest("unused must be 30 or 90 (days without an inference).")
+        days = int(unused)
+    return Filters(status, days)
+
+
+def _status_q(status: str, now: datetime) -> Q:
+    # The gateway's rules: disabled wins; an expiry at or before now has expired.
+    live = Q(disabled_at__isnull=True)
+    if status == "disabled":
+        return ~live
+    expired = live & Q(expires_at__lte=now)
+    if status == "expired":
+        return expired
+    return live & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+def _used_since(cutoff: datetime) -> Exists:
+    return Exists(
+        KeyLastUsed.objects.filter(public_id=OuterRef("public_id"), last_used__gte=cutoff)
+    )
+
+
+def filtered(
+    keys: QuerySet[ApiKey], filters: Filters, now: datetime | None = None
+) -> QuerySet[ApiKey]:
+    """Keys matching the filters. "Not used in N days": no inference in the last N days
+    and created before them (a key made yesterday is new, not stale)."""
+    now = now or timezone.now()
+    if filters.status:
+        keys = keys.filter(_status_q(filters.status, now))
+    if filters.unused_days:
+        cutoff = now - timedelta(days=filters.unused_days)
+        keys = keys.filter(created_at__lt=cutoff).filter(~_used_since(cutoff))
+    return keys
+
+
+def counts(query: str, now: datetime | None = None) -> dict[str, int]:
+    """How many keys each filter shows (within the search): one pass over the key table,
+    and the recently used keys (one row each in KeyLastUsed) taken off the old ones."""
+    now = now or timezone.now()
+    keys = matching(query)
+    cutoffs = {days: now - timedelta(days=days) for days in UNUSED_DAYS}
+    aggregates = {status: Count("id", filter=_status_q(status, now)) for status in STATUSES}
+    for days, cutoff in cutoffs.items():
+        aggregates[f"older_{days}"] = Count("id", filter=Q(created_at__lt=cutoff))
+    found = keys.order_by().aggregate(all=Count("id"), **aggregates)
+    for days, cutoff in cutoffs.items():
+        recent = KeyLastUsed.objects.filter(last_used__gte=cutoff).values("public_id")
+        used = keys.order_by().filter(created_at__lt=cutoff, public_id__in=recent).count()
+        found[f"unused_{days}"] = found.pop(f"older_{days}") - used
+    return found
+
+
+def page(
+    limit: int,
+    before: str | None = None,
+    after: str | None = None,
+    query: str = "",
+    filters: Filters = Filters(),  # noqa: B008  frozen, never mutated
+) -> Page:
     """Newest first. `before`: keys older than that one; `after`: newer ones."""
     if before and after:
         raise BadPageRequest("Use either before or after, not both.")
-    keys = matching(query)
+    keys = filtered(matching(query), filters)
     if after:
         # Walk upwards from the cursor, then show that slice newest first.
         rows = _listed(keys.filter(id__gt=_cursor_id(after, "after")).order_by("id")[: limit + 1])
         more_newer = len(rows) > limit
         rows = rows[:limit][::-1]
         if not rows:  # nothing newer than the cursor any more: that is the first page
-            return page(limit, query=query)
+            return page(limit, query=query, filters=filters)
         return Page(
             keys=rows,
             previous_cursor=rows[0].public_id if more_newer else None,

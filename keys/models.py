@@ -103,3 +103,93 @@ class AuditEvent(models.Model):
         """A created key's expiry, kept as ISO text in `detail`, as a datetime to render."""
         value = (self.detail or {}).get("expires_at")
         return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+# --- Usage: t0admin's own rollup of the gateway's observability tables (keys/usage.py) ---
+# Hours are those of the inferences' UUIDv7 ids, in UTC; public IDs as the tag carries them.
+
+
+class PublicIdField(models.CharField):
+    """CHAR(12), the type of the gateway's public_id: compared with it, both sides' indexes
+    serve (a VARCHAR against a CHAR compares as text, which uniq_public_id cannot serve)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["max_length"] = 12
+        super().__init__(*args, **kwargs)
+
+    def db_type(self, connection: Any) -> str:
+        return "char(12)"
+
+
+class UsageHour(models.Model):
+    """One key's inferences of one function in one hour, with their model calls' totals."""
+
+    public_id = PublicIdField()
+    hour = models.DateTimeField()
+    function_name = models.TextField()
+    inferences = models.BigIntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cost = models.DecimalField(max_digits=30, decimal_places=9, null=True)  # NULL: none recorded
+    last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["public_id", "hour", "function_name"], name="usage_hour_unique"
+            )
+        ]
+        # The catch-up replaces the newest hours: found by hour, not by key.
+        indexes = [models.Index(fields=["hour"], name="usage_hour_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.hour:%Y-%m-%d %H:00} {self.function_name}"
+
+
+class ModelUsageHour(models.Model):
+    """One key's model calls to one model in one hour."""
+
+    public_id = PublicIdField()
+    hour = models.DateTimeField()
+    model_name = models.TextField()
+    calls = models.BigIntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cost = models.DecimalField(max_digits=30, decimal_places=9, null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["public_id", "hour", "model_name"], name="model_usage_hour_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["hour"], name="model_usage_hour_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.hour:%Y-%m-%d %H:00} {self.model_name}"
+
+
+class KeyLastUsed(models.Model):
+    """The newest inference seen for a key: one row per key that was ever used, so the
+    list and the stale filter read one row per key, never the hourly rollup. It only grows:
+    a dropped partition does not make a key unused."""
+
+    public_id = PublicIdField(primary_key=True)
+    last_used = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.last_used:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageState(models.Model):
+    """The rollup's watermark (one row): every inference whose id time is before
+    `complete_until` is counted, apart from rows written later than the late window."""
+
+    complete_until = models.DateTimeField()
+    known_since = models.DateTimeField()  # the oldest hour the rollup has seen
+    # When the last chunk read the gateway's tables: a row written after it can only be
+    # late if its id's time is within the late window before it.
+    fed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"usage complete until {self.complete_until:%Y-%m-%d %H:%M:%S}"

@@ -56,9 +56,20 @@ def environment(**options: Any) -> jinja2.Environment:
     return env
 
 
-def render(keys: Iterable[Row], *, can_write: bool, api_keys_url: str) -> Markup:
+def render(
+    keys: Iterable[Row],
+    *,
+    can_write: bool,
+    api_keys_url: str,
+    last_used: dict[str, datetime] | None = None,
+) -> Markup:
+    """`last_used`: each key's last use (keys.usage), for a Last used cell; None: no cell."""
     template = engines["jinja2"].get_template("keys/rows.html").template  # type: ignore[attr-defined]
     html = template.render(
-        keys=keys, can_write=can_write, api_keys_url=api_keys_url, now=timezone.now()
+        keys=keys,
+        can_write=can_write,
+        api_keys_url=api_keys_url,
+        now=timezone.now(),
+        last_used=last_used,
     )
     return Markup(html)  # noqa: S704  Jinja2 escaped every value (autoescape is on)

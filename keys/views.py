@@ -16,21 +16,29 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core import signing
+from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import reswap, retarget
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from keys import gateway_probe, leaks, listing, service, text, tokens
+from keys import gateway_probe, leaks, listing, service, text, tokens, usage
 from keys.forms import CreateKeyForm, DescriptionForm, LeakForm, RotateForm
 from keys.models import ApiKey, AuditEvent
-from keys.permissions import can_write, require_audit_viewer, require_viewer, require_writer
+from keys.permissions import (
+    can_view_audit,
+    can_write,
+    require_audit_viewer,
+    require_viewer,
+    require_writer,
+)
 from t0admin.compression import never_compress
 
 AUDIT_PAGE = 100
@@ -59,34 +67,108 @@ def _problem(request: HtmxHttpRequest, message: str, status: int) -> HttpRespons
     return _render(request, "keys/problem.html", "message", {"message": message}, status)
 
 
+def _list_request(request: HttpRequest) -> tuple[int, str, listing.Filters]:
+    limit = listing.parse_limit(request.GET.get("limit"))
+    query = listing.parse_query(request.GET.get("q"))
+    filters = listing.parse_filters(request.GET.get("status"), request.GET.get("unused"))
+    return limit, query, filters
+
+
 @require_GET
 @require_viewer
 def key_list(request: HtmxHttpRequest) -> HttpResponse:
     try:
-        limit = listing.parse_limit(request.GET.get("limit"))
-        query = listing.parse_query(request.GET.get("q"))
-        page = listing.page(
-            limit, before=request.GET.get("before"), after=request.GET.get("after"), query=query
-        )
+        limit, query, filters = _list_request(request)
     except listing.BadPageRequest as error:
         return _problem(request, str(error), 400)
-    return _list(request, page, query, limit, request.get_full_path())
+    fresh = usage.refresh()
+    if filters.unused_days and not fresh[0].ok:
+        # Which keys are unused cannot be told: say so rather than list every key as stale.
+        page = listing.Page([], None, None)
+    else:
+        try:
+            page = listing.page(
+                limit,
+                before=request.GET.get("before"),
+                after=request.GET.get("after"),
+                query=query,
+                filters=filters,
+            )
+        except listing.BadPageRequest as error:
+            return _problem(request, str(error), 400)
+    return _list(request, page, query, limit, request.get_full_path(), filters, fresh)
 
 
 def _list(
-    request: HtmxHttpRequest, page: listing.Page, query: str, limit: int, table_url: str
+    request: HtmxHttpRequest,
+    page: listing.Page,
+    query: str,
+    limit: int,
+    table_url: str,
+    filters: listing.Filters = listing.Filters(),  # noqa: B008  frozen, never mutated
+    fresh: tuple[usage.Availability, usage.Freshness | None] | None = None,
 ) -> HttpResponse:
     """The list page; `table_url` is where the table reloads itself from (keysChanged)."""
     keep: dict[str, int | str] = {"limit": limit} if limit != listing.DEFAULT_LIMIT else {}
     if query:
         keep["q"] = query
+    keep.update(filters.params())
+    available, current = fresh or usage.refresh()
     context = {
         "page": page,
         "query": query,
         "keep": "&" + urlencode(keep) if keep else "",
         "table_url": table_url,
+        "filters": filters,
+        "usage_available": available,
+        "freshness": current,
+        "last_used": _last_used(available, [key.public_id for key in page.keys]),
+        # Counts cost a pass over the key table: computed here when a filter asks for
+        # them anyway, else fetched by the page after it has shown (htmx), see key_counts.
+        "counts": listing.counts(query) if filters.params() else None,
+        "filter_base": _filter_base(query, limit),
+        **FILTER_CHOICES,
     }
     return _render(request, "keys/list.html", "table", context)
+
+
+def _last_used(available: usage.Availability, public_ids: list[str]) -> dict[str, Any] | None:
+    """The rows' Last used cells; None: no such column (no observability tables)."""
+    return usage.last_used(public_ids) if available.ok else None
+
+
+FILTER_CHOICES = {
+    "status_filters": [("active", "Active"), ("disabled", "Disabled"), ("expired", "Expired")],
+    "unused_filters": listing.UNUSED_DAYS,
+}
+
+
+def _filter_base(query: str, limit: int) -> str:
+    """The list's URL with the search and page size, to which a filter is added."""
+    params: dict[str, str | int] = {"q": query} if query else {}
+    if limit != listing.DEFAULT_LIMIT:
+        params["limit"] = limit
+    return reverse("keys:list") + "?" + urlencode(params) + ("&" if params else "")
+
+
+@require_GET
+@require_viewer
+def key_counts(request: HtmxHttpRequest) -> HttpResponse:
+    """The filter bar with its counts, for the list to fetch once it has shown."""
+    try:
+        limit, query, filters = _list_request(request)
+    except listing.BadPageRequest as error:
+        return _problem(request, str(error), 400)
+    available, _ = usage.refresh()
+    context = {
+        "filters": filters,
+        "counts": listing.counts(query),
+        "usage_available": available,
+        "filter_base": _filter_base(query, limit),
+        "query": query,
+        **FILTER_CHOICES,
+    }
+    return _render(request, "keys/list.html", "filters", context)
 
 
 @sensitive_post_parameters("query")
@@ -304,7 +386,10 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
         description=form.cleaned_data["description"],
     )
     if request.htmx:
-        return _render(request, "keys/list.html", "rows", {"keys": [api_key]})
+        last_used = _last_used(usage.availability(), [public_id])
+        return _render(
+            request, "keys/list.html", "rows", {"keys": [api_key], "last_used": last_used}
+        )
     messages.success(request, f"Description of API key {public_id} saved.")
     return redirect("keys:list")
 
@@ -371,6 +456,94 @@ def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
         "reasons": AuditEvent.Reason.choices,
     }
     return _render(request, "keys/audit.html", "events", context)
+
+
+def parse_since(raw: str | None) -> datetime | None:
+    """?since=: an ISO date and time; without an offset, in the viewer's time zone."""
+    if not raw:
+        return None
+    text = raw.strip()
+    candidates = [text]
+    if " " in text:  # a "+01:00" offset sent unencoded arrives as " 01:00"
+        head, _, tail = text.rpartition(" ")
+        candidates.append(f"{head}+{tail}")
+    for candidate in candidates:
+        try:
+            parsed = parse_datetime(candidate)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            if timezone.is_naive(parsed):
+                parsed = timezone.make_aware(parsed)
+            return parsed
+    raise ValueError(
+        "since must be a date and time such as 2026-11-27T09:30 or 2026-11-27T09:30:00Z."
+    )
+
+
+RATE_RULE = """[[rate_limiting.rules]]
+# Only for API key {public_id}; adjust the limits, then reload the gateway.
+model_inferences_per_minute = 60
+tokens_per_minute = 100000
+priority = 1
+scope = [{{ api_key_public_id = "{public_id}" }}]"""
+
+
+def _rotation_links(public_id: str) -> tuple[AuditEvent | None, AuditEvent | None]:
+    """The rotation that replaced this key, and the one that made it (if any)."""
+    rotations = AuditEvent.objects.filter(action=AuditEvent.Action.ROTATE)
+    replaced = rotations.filter(public_id=public_id).order_by("-id").first()
+    made_by = rotations.filter(detail__replaced_by=public_id).order_by("-id").first()
+    return replaced, made_by
+
+
+@require_GET
+@require_viewer
+def key_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    """Everything t0admin knows about one key, and what it did."""
+    if request.htmx.boosted:
+        # A row's Details link, which the list's rows send to the dialog like every row
+        # link: this is a page of its own, with its own URL.
+        return HttpResponseClientRedirect(request.get_full_path())
+    try:
+        api_key = service.get_key(public_id)
+        since = parse_since(request.GET.get("since"))
+    except service.KeyNotFound as error:
+        return _problem(request, str(error), 404)
+    except ValueError as error:
+        return _problem(request, str(error), 400)
+    available, current = usage.refresh()
+    key_usage = None
+    if available.ok and current is not None:
+        try:
+            key_usage = usage.key_usage(
+                api_key.public_id, available, current, since, api_key.disabled_at
+            )
+        except DatabaseError as error:
+            usage.log.warning("key usage unreadable: %s", str(error).strip().splitlines()[:1])
+            available = usage.Availability(usage.UNREADABLE)
+    replaced, made_by = _rotation_links(api_key.public_id)
+    events = (
+        list(AuditEvent.objects.filter(public_id=api_key.public_id).order_by("-id")[:AUDIT_PAGE])
+        if can_view_audit(request)
+        else None
+    )
+    context = {
+        "key": api_key,
+        "status": api_key.status(),
+        "since": since,
+        "since_value": timezone.localtime(since).strftime("%Y-%m-%dT%H:%M") if since else "",
+        "usage": key_usage,
+        "usage_available": available,
+        "freshness": current,
+        "ttl_ms": settings.GATEWAY_AUTH_CACHE_TTL_MS,
+        "ui_url": settings.TENSORZERO_UI_URL,
+        "replaced": replaced,
+        "made_by": made_by,
+        "events": events,
+        "rate_rule": RATE_RULE.format(public_id=api_key.public_id),
+    }
+    return _render(request, "keys/key.html", "usage", context)
 
 
 AUDIT_COLUMNS = ["at", "actor", "action", "public_id", "reason", "incident", "detail"]

@@ -96,6 +96,12 @@ GATEWAY_URL = os.environ.get("TENSORZERO_GATEWAY_URL", "").strip() or "http://lo
 # The default above only fills in a usage example; asking a gateway about leaked keys needs
 # one that was really named (keys.gateway_probe).
 GATEWAY_URL_SET = bool(os.environ.get("TENSORZERO_GATEWAY_URL", "").strip())
+# The TensorZero UI, where an inference ID links to its page; unset: IDs are plain text.
+TENSORZERO_UI_URL = os.environ.get("TENSORZERO_UI_URL", "").strip().rstrip("/")
+if TENSORZERO_UI_URL and not re.match(r"https?://[^\s\"'<>]+$", TENSORZERO_UI_URL):
+    raise ImproperlyConfigured(
+        f"TENSORZERO_UI_URL must be an http(s) URL such as http://localhost:4000, not {TENSORZERO_UI_URL!r}."
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -249,6 +255,14 @@ AUTHENTICATION_BACKENDS = [
     else "django.contrib.auth.backends.ModelBackend",
 ]
 
+
+# Usage (keys/usage.py): pages catch the rollup up when it is older than the first, spending
+# at most the second on it; rows the gateway writes later than the third after their id's
+# time are missed. The gateway's auth cache TTL decides when use after disabling is a problem.
+USAGE_MAX_AGE_SECONDS = env_int("T0ADMIN_USAGE_MAX_AGE_SECONDS", 60)
+USAGE_CATCH_UP_SECONDS = env_int("T0ADMIN_USAGE_CATCH_UP_SECONDS", 2)
+USAGE_LATE_SECONDS = env_int("T0ADMIN_USAGE_LATE_SECONDS", 15 * 60)
+GATEWAY_AUTH_CACHE_TTL_MS = env_int("T0ADMIN_GATEWAY_AUTH_CACHE_TTL_MS", 1000)
 
 # Idle expiry: the session and its cookie restart their age when saved, which
 # t0admin.sessions does once 1% of it has passed (not on every request).

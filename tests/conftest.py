@@ -120,6 +120,19 @@ def gateway_accepts(key: str) -> bool:
 
 
 @pytest.fixture
+def signed_in_page(page, live_server_url: str, admin_user):  # type: ignore[no-untyped-def]
+    """A browser page carrying a superuser's session for the live server."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(admin_user)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server_url}]
+    )
+    return page
+
+
+@pytest.fixture
 def viewer(django_user_model):  # type: ignore[no-untyped-def]
     """A signed-in user who may see keys but not change them."""
     from django.contrib.auth.models import Permission

@@ -18,15 +18,10 @@ KEY_RE = re.compile(r"^sk-t0-[A-Za-z0-9]{12}-[A-Za-z0-9]{48}$")
 
 
 @pytest.fixture
-def admin_page(page, live_server_url: str, admin_user):  # type: ignore[no-untyped-def]
+def admin_page(signed_in_page, live_server_url: str):  # type: ignore[no-untyped-def]
     """A browser page signed in as a superuser, on the key list."""
-    client = Client()
-    client.force_login(admin_user)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server_url}]
-    )
-    page.goto(live_server_url + "/api-keys")
-    return page
+    signed_in_page.goto(live_server_url + "/api-keys")
+    return signed_in_page
 
 
 def generate(page, description: str = "") -> str:  # type: ignore[no-untyped-def]

@@ -52,3 +52,12 @@ def test_embedded_secret_key_is_generated_once_and_kept(tmp_path) -> None:  # ty
     assert len(first) >= 50
     assert embedded.secret_key(tmp_path) == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_ui_url_and_usage_settings_are_checked() -> None:
+    bad_url = run_check(DJANGO_SECRET_KEY="s" * 50, TENSORZERO_UI_URL="javascript:alert(1)")
+    assert bad_url.returncode != 0
+    assert "TENSORZERO_UI_URL must be an http(s) URL" in bad_url.stderr
+    bad_age = run_check(DJANGO_SECRET_KEY="s" * 50, T0ADMIN_USAGE_MAX_AGE_SECONDS="soon")
+    assert "T0ADMIN_USAGE_MAX_AGE_SECONDS must be a whole number above 0" in bad_age.stderr
+    assert "Traceback" not in bad_url.stderr + bad_age.stderr

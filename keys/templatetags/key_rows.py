@@ -16,5 +16,8 @@ register = template.Library()
 @register.simple_tag(takes_context=True)
 def key_rows(context: Any, keys: Iterable[rows.Row]) -> Markup:
     return rows.render(
-        keys, can_write=bool(context.get("can_write")), api_keys_url=context["api_keys_url"]
+        keys,
+        can_write=bool(context.get("can_write")),
+        api_keys_url=context["api_keys_url"],
+        last_used=context.get("last_used"),
     )
