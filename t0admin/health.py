@@ -12,6 +12,7 @@ from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.http import require_GET
 
 from keys import gateway_schema
+from t0admin.postgres.base import silence
 
 log = logging.getLogger("t0admin.health")
 
@@ -36,7 +37,8 @@ def _check_database() -> str | None:
     """The reason t0admin is not ready, or None. Runs on the readiness thread, on a
     connection of its own that is closed afterwards (probes are seconds apart)."""
     try:
-        gateway_schema.verify()
+        with silence.probing():
+            gateway_schema.verify()
     except DatabaseError as error:
         # The driver's words name the database host and port: for the log, not for
         # whoever can reach this unauthenticated URL.

@@ -137,7 +137,10 @@ def test_a_frozen_database_costs_seconds_and_the_app_recovers(site: Site) -> Non
     assert all(p.status == 200 and p.seconds < 1 for p in health), health
     assert all(p.status == 503 and p.seconds < 3 for p in ready), ready
     assert recovered is not None and recovered < 10, log[-3000:]
-    assert timed_get(port, "/readyz").status == 200
+    # Readiness comes back with the database: the probe is never held off by a process
+    # that still counts the database as silent (another worker may have served the page).
+    ready_again = [timed_get(port, "/readyz") for _ in range(4)]
+    assert all(p.status == 200 for p in ready_again), ready_again
 
 
 def test_migrate_waits_for_another_instance_past_the_request_timeouts(scratch_db: str) -> None:

@@ -4,6 +4,7 @@ test_database_freeze.py."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -40,3 +41,17 @@ def test_after_silence_requests_fail_at_once_then_one_tries_again(monkeypatch) -
     assert silence.admit()
     silence.answered()
     assert silence.admit() and silence.admit() and not silence.quiet()
+
+
+def test_the_readiness_probe_is_never_held_off_by_silence() -> None:
+    silence = Silence()
+    silence.silent()
+    assert not silence.admit()
+    with silence.probing():
+        assert silence.admit() and silence.admit()  # the probe asks, however often
+        seen: list[bool] = []
+        other = threading.Thread(target=lambda: seen.append(silence.admit()))
+        other.start()
+        other.join()
+        assert seen == [False]  # only the probe's own thread
+    assert not silence.admit()

@@ -44,9 +44,21 @@ class Silence:
         self._lock = threading.Lock()
         self._until = 0.0  # 0: the database answers
         self._trying = False
+        self._probe = threading.local()
+
+    @contextmanager
+    def probing(self) -> Iterator[None]:
+        """The readiness check is always let through: it runs on one thread of its own with
+        a deadline of its own, so it never holds up a request, and it is how a process
+        learns first that the database is back. Its answer counts like any other."""
+        self._probe.active = True
+        try:
+            yield
+        finally:
+            self._probe.active = False
 
     def admit(self) -> bool:
-        if not self._until:
+        if not self._until or getattr(self._probe, "active", False):
             return True
         with self._lock:
             if not self._until:
