@@ -707,7 +707,12 @@ def _leak_page(
         "form": form,
         "rows": rows,
         "active": active,
-        "counts": {s.label: sum(r.state == s for r in rows) for s in leaks.State},
+        # "2 active, 1 unknown": the states present, in the order of leaks.State.
+        "counts": [
+            f"{count} {state.label}"
+            for state in leaks.State
+            if (count := sum(r.state == state for r in rows))
+        ],
         "forged": any(r.state == leaks.State.NOT_A_KEY for r in rows),
         "incident": incident,
         "since": since,

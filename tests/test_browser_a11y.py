@@ -30,7 +30,7 @@ class Keys:
     """What the screens show: one key in each state, one with a long unbroken description."""
 
     active: service.CreatedKey
-    disabled: str
+    disabled: service.CreatedKey
     expired: str
     long: str
 
@@ -40,6 +40,9 @@ class Screen:
     name: str
     open: Callable[[Any, str, Keys], None]  # (page, server URL, keys): leaves it showing
     dialog: bool = False
+    # False: the page's own scripts (htmx, t0admin.js) are blocked, as in a browser
+    # without JavaScript; axe still runs, injected through the DevTools protocol.
+    scripts: bool = True
     # admin, viewer (sees keys, changes nothing), long name (an admin whose proxy sends a
     # long e-mail address) or anonymous
     user: str = "admin"
@@ -47,7 +50,12 @@ class Screen:
 
 def goto(path: str) -> Callable[[Any, str, Keys], None]:
     def open_(page: Any, url: str, keys: Keys) -> None:
-        page.goto(url + path.format(active=keys.active.api_key.public_id))
+        page.goto(
+            url
+            + path.format(
+                active=keys.active.api_key.public_id, disabled=keys.disabled.api_key.public_id
+            )
+        )
 
     return open_
 
@@ -116,6 +124,66 @@ def editing(page: Any, url: str, keys: Keys) -> None:
     page.locator(f"#key-{public_id} input[name=description]").wait_for()
 
 
+def leak_text(keys: Keys) -> str:
+    """A paste as a leak looks: a live key, a dead one and a key from elsewhere, in noise."""
+    return (
+        f'curl -H "Authorization: Bearer {keys.active.secret}" https://llm.example.com\n'
+        f"export TENSORZERO_API_KEY={keys.disabled.secret}\n"
+        f"stray: sk-t0-{'a' * 12}-{'b' * 48}\n"
+    )
+
+
+def leaked_found(page: Any, url: str, keys: Keys) -> None:
+    page.goto(url + "/api-keys/leaked")
+    page.get_by_label("Text holding the leaked keys").fill(leak_text(keys))
+    page.get_by_role("button", name="Find keys").click()
+    page.get_by_text("3 distinct keys found").wait_for()
+
+
+def leaked_confirm(page: Any, url: str, keys: Keys) -> None:
+    leaked_found(page, url, keys)
+    page.get_by_role("button", name="Disable all 1 active").click()
+    page.get_by_role("heading", name="Disable 1 leaked key?").wait_for()
+
+
+def leaked_disabled(page: Any, url: str, keys: Keys) -> None:
+    leaked_confirm(page, url, keys)
+    page.get_by_role("button", name="Disable 1 key").click()
+    page.get_by_text("1 key disabled").wait_for()
+
+
+def selected(page: Any, url: str, keys: Keys) -> None:
+    page.goto(url + "/api-keys")
+    page.get_by_label(f"Select {keys.active.api_key.public_id}").check()
+    page.get_by_label(f"Select {keys.long}").check()
+
+
+def disable_selected(page: Any, url: str, keys: Keys) -> None:
+    selected(page, url, keys)
+    page.get_by_role("button", name="Disable selected").click()
+    page.locator("dialog#modal").get_by_role("heading", name="Disable 2 API keys").wait_for()
+
+
+def csrf_refused(page: Any, url: str, keys: Keys) -> None:
+    """A form sent without its CSRF token (a page left open for days, a forged post)."""
+    page.goto(url + "/api-keys")
+    with page.expect_navigation():
+        page.evaluate(
+            """() => { const form = document.createElement("form");
+            form.method = "post"; form.action = "/api-keys/new";
+            document.body.append(form); form.submit(); }"""
+        )
+    assert page.get_by_role("heading").first.inner_text()
+
+
+def created_without_scripts(page: Any, url: str, keys: Keys) -> None:
+    page.goto(url + "/api-keys/new")
+    page.get_by_label("Description").fill("made without JavaScript")
+    page.get_by_role("button", name="Generate Key").click()
+    page.get_by_role("heading", name="API Key Generated").wait_for()
+    assert page.evaluate("typeof window.htmx") == "undefined"
+
+
 def sign_in_refused(page: Any, url: str, keys: Keys) -> None:
     page.goto(url + "/sign-in")
     page.get_by_label("User name").fill("nobody")
@@ -130,6 +198,11 @@ SCREENS = [
     Screen("key list for a viewer", goto("/api-keys"), user="viewer"),
     Screen("key list for a long user name", goto("/api-keys"), user="long name"),
     Screen("key list, editing a description", editing),
+    Screen("key list, disabled keys", goto("/api-keys?status=disabled")),
+    Screen("key list, not used in 90 days", goto("/api-keys?unused=90")),
+    Screen("key list, two keys selected", selected),
+    Screen("key page", goto("/api-keys/{active}")),
+    Screen("key page of a disabled key", goto("/api-keys/{disabled}")),
     Screen("audit trail", goto("/api-keys/audit")),
     Screen("audit trail of one key", goto("/api-keys/audit?key={active}")),
     Screen("find: a genuine key", find(lambda k: f"Authorization: Bearer {k.active.secret}")),
@@ -140,6 +213,14 @@ SCREENS = [
     Screen("edit page", goto("/api-keys/{active}/description")),
     Screen("problem page", goto("/api-keys/nosuchkey123/disable")),
     Screen("leaked keys page", goto("/api-keys/leaked")),
+    Screen("leaked keys found", leaked_found),
+    Screen("leaked keys, confirm disable all", leaked_confirm),
+    Screen("leaked keys disabled", leaked_disabled),
+    Screen("leaked keys found, without JavaScript", leaked_found, scripts=False),
+    Screen("new key page, without JavaScript", created_without_scripts, scripts=False),
+    Screen("page not found", goto("/api-keys/nothing/here/at/all")),
+    Screen("method not allowed page", goto("/api-keys/leaked/disable")),
+    Screen("form refused (CSRF)", csrf_refused),
     Screen("not allowed page", goto("/api-keys/new"), user="viewer"),
     Screen("sign-in page", goto("/sign-in"), user="anonymous"),
     Screen("sign-in refused", sign_in_refused, user="anonymous"),
@@ -158,6 +239,7 @@ SCREENS = [
         dialog=True,
     ),
     Screen("rotated key dialog", rotated, dialog=True),
+    Screen("disable selected dialog", disable_selected, dialog=True),
     Screen("problem dialog", problem_dialog, dialog=True),
 ]
 
@@ -183,11 +265,18 @@ def keys() -> Keys:
         expires_at=timezone.now() - timedelta(days=1)
     )
     long = service.create_key(actor="t", description="nightly-batch-" + "x" * 120)
-    return Keys(active, gone.api_key.public_id, old.api_key.public_id, long.api_key.public_id)
+    return Keys(active, gone, old.api_key.public_id, long.api_key.public_id)
 
 
-def browser_page(browser: Any, url: str, user: Any, viewport: dict[str, int] = a11y.DESKTOP) -> Any:
-    """A page of its own context, axe installed, signed in as `user` (None: nobody)."""
+def browser_page(
+    browser: Any,
+    url: str,
+    user: Any,
+    viewport: dict[str, int] = a11y.DESKTOP,
+    scripts: bool = True,
+) -> Any:
+    """A page of its own context, axe installed, signed in as `user` (None: nobody);
+    without `scripts`, the site's own JavaScript never loads."""
     context = browser.new_context(viewport=viewport, timezone_id="Europe/Berlin", locale="en-GB")
     a11y.install_axe(context)
     if user is not None:
@@ -195,6 +284,8 @@ def browser_page(browser: Any, url: str, user: Any, viewport: dict[str, int] = a
         client.force_login(user)
         cookie = client.cookies["sessionid"].value
         context.add_cookies([{"name": "sessionid", "value": cookie, "url": url}])
+    if not scripts:
+        context.route("**/*.js", lambda route: route.abort())
     page = context.new_page()
     page.set_default_timeout(10_000)
     return page
@@ -208,22 +299,28 @@ def users(admin_user: Any, viewer: Any, django_user_model: Any) -> dict[str, Any
     return {"admin": admin_user, "viewer": viewer, "long name": long_name, "anonymous": None}
 
 
+def audit(page: Any, name: str) -> list[str]:
+    """axe at desktop and phone widths, then sideways scrolling at each phone width."""
+    problems = [f"at 1280 px: {found}" for found in a11y.serious_violations(page)]
+    page.set_viewport_size(a11y.PHONE)
+    problems += [f"at 390 px: {found}" for found in a11y.serious_violations(page)]
+    for width in a11y.PHONE_WIDTHS:
+        page.set_viewport_size({"width": width, "height": a11y.PHONE["height"]})
+        problems += [f"at {width} px: {found}" for found in a11y.sideways_overflow(page)]
+    a11y.screenshots(page, name)
+    return problems
+
+
 @pytest.mark.parametrize("screen", SCREENS, ids=[screen.name for screen in SCREENS])
 def test_screen_is_accessible_and_fits_a_phone(
     screen: Screen, browser: Any, server_url: str, keys: Keys, users: dict[str, Any]
 ) -> None:
-    page = browser_page(browser, server_url, users[screen.user])
+    page = browser_page(browser, server_url, users[screen.user], scripts=screen.scripts)
     try:
         screen.open(page, server_url, keys)
         if screen.dialog:
             assert page.locator("dialog#modal[open]").count() == 1
-        problems = [f"at 1280 px: {found}" for found in a11y.serious_violations(page)]
-        page.set_viewport_size(a11y.PHONE)
-        problems += [f"at 390 px: {found}" for found in a11y.serious_violations(page)]
-        for width in a11y.PHONE_WIDTHS:
-            page.set_viewport_size({"width": width, "height": a11y.PHONE["height"]})
-            problems += [f"at {width} px: {found}" for found in a11y.sideways_overflow(page)]
-        a11y.screenshots(page, screen.name)
+        problems = audit(page, screen.name)
         assert not problems, "\n".join(problems)
     finally:
         page.context.close()
@@ -273,6 +370,9 @@ def test_leak_response_with_the_keyboard_alone(
         page.keyboard.insert_text(f"Authorization: Bearer {leaked.secret}")  # a paste
         page.keyboard.press("Enter")
         page.get_by_text("This key is genuine").wait_for()
+        # A full page: its deferred scripts run after the text shows. A key press before
+        # that follows the plain link (the no-JavaScript page), which is not this walk.
+        page.wait_for_load_state("load")
 
         tab_to(page, lambda f: f["text"] == f"Disable {public_id}")
         page.keyboard.press("Enter")
@@ -293,6 +393,44 @@ def test_leak_response_with_the_keyboard_alone(
         page.locator(f"#key-{public_id} .badge.disabled").wait_for()
         wait_for_focus(page, lambda f: f["row"] == f"key-{public_id}")
         assert not gateway_accepts(leaked.secret)
+    finally:
+        page.context.close()
+
+
+@WIDTHS
+def test_leak_of_many_keys_with_the_keyboard_alone(
+    browser: Any, server_url: str, keys: Keys, admin_user: Any, viewport: dict[str, int]
+) -> None:
+    """Paste a leak into the Leaked keys page, disable every active key in it, confirm:
+    no mouse, each result heard, and focus never lost on the way."""
+    public_id = keys.active.api_key.public_id
+    page = browser_page(browser, server_url, admin_user, viewport)
+    try:
+        page.goto(server_url + "/api-keys")
+        tab_to(page, lambda f: f["text"] == "Leaked keys")
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Leaked keys", exact=True).wait_for()
+
+        tab_to(page, lambda f: f["id"] == "leak-text")
+        page.keyboard.insert_text(leak_text(keys))  # a paste
+        tab_to(page, lambda f: f["text"] == "Find keys", presses=10)
+        page.keyboard.press("Enter")
+        heard(page, "announcer", "3 distinct keys found: 1 active, 1 disabled, 1 unknown.")
+
+        tab_to(page, lambda f: f["text"] == "Disable all 1 active")
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Disable 1 leaked key?").wait_for()
+        # Into the question, on its safe answer: Enter now would not disable anything.
+        assert wait_for_focus(page, lambda f: f["text"] == "Cancel")
+
+        tab_to(page, lambda f: f["text"] == "Disable 1 key", presses=3)
+        page.keyboard.press("Enter")
+        heard(page, "announcer", "1 key disabled under incident")
+        # Focus lands on the outcome, where reading on goes through each key's new state.
+        focused = wait_for_focus(page, lambda f: "1 key disabled" in f["text"])
+        assert focused["tag"] != "body"
+        assert not gateway_accepts(keys.active.secret)
+        assert page.locator("#leak-result").get_by_text(public_id).count() >= 1
     finally:
         page.context.close()
 
@@ -404,5 +542,97 @@ def test_phone_tap_targets_are_44_px(
         # Desktop keeps its plain links.
         page.set_viewport_size(a11y.DESKTOP)
         assert a11y.small_tap_targets(page, "td.actions a") != []
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize(
+    "trusted, reason",
+    [("10.0.0.5", "direct"), ("127.0.0.1", "anonymous")],
+    ids=["reached directly", "no identity from the proxy"],
+)
+def test_proxy_refusal_page_is_accessible_and_fits_a_phone(
+    browser: Any, django_db_blocker: Any, trusted: str, reason: str
+) -> None:
+    """Behind a sign-in proxy, the page that refuses a request (the proxy bypassed, or no
+    identity sent): the same audit at both widths as every other page."""
+    from tests.servers import gunicorn, test_database_url
+
+    with django_db_blocker.unblock():
+        database_url = test_database_url()
+    env = {"T0ADMIN_AUTH": "proxy", "T0ADMIN_TRUSTED_PROXIES": trusted}
+    with gunicorn(database_url, env=env) as server:
+        page = browser_page(browser, server.url, None)
+        try:
+            response = page.goto(server.url + "/api-keys")
+            assert response is not None and response.status == 403
+            assert page.get_by_role("heading").count() >= 1
+            problems = audit(page, f"proxy refused, {reason}")
+            assert not problems, "\n".join(problems)
+        finally:
+            page.context.close()
+
+
+def test_a_dialog_opens_only_once_its_form_is_wired(
+    browser: Any, server_url: str, keys: Keys, admin_user: Any
+) -> None:
+    """The moment the dialog shows (and showModal() puts focus on its first control), Enter
+    must already go through htmx: a dialog opened before htmx wired its form sent a quick
+    Tab and Enter as a plain POST, leaving the page."""
+    page = browser_page(browser, server_url, admin_user)
+    try:
+        page.goto(server_url + "/api-keys")
+        page.evaluate(
+            """() => {
+            const dialog = document.getElementById("modal");
+            window.sentThroughHtmx = [];
+            new MutationObserver(() => {
+                if (!dialog.open) return;
+                // What Enter on the form's button does, at the very moment it opens: a
+                // submit that htmx takes over (default prevented) or a plain page load.
+                const submit = new SubmitEvent("submit", {bubbles: true, cancelable: true});
+                dialog.querySelector("form").dispatchEvent(submit);
+                window.sentThroughHtmx.push(submit.defaultPrevented);
+            }).observe(dialog, {attributes: true, attributeFilter: ["open"]});
+        }"""
+        )
+        page.get_by_role("link", name="Generate API Key").click()
+        page.locator("dialog#modal[open]").wait_for()
+        assert page.evaluate("window.sentThroughHtmx") == [True]
+        # ...and htmx did send it: the new key shows in the same dialog.
+        page.locator("dialog#modal").get_by_role("heading", name="API Key Generated").wait_for()
+    finally:
+        page.context.close()
+
+
+def test_a_dialog_closed_as_its_new_key_arrives_stays_closed(
+    browser: Any, server_url: str, keys: Keys, admin_user: Any
+) -> None:
+    """Escape pressed the instant the new key shows (before htmx has settled it): the
+    dialog closes, forgets the key, and nothing opens it again."""
+    page = browser_page(browser, server_url, admin_user)
+    try:
+        page.goto(server_url + "/api-keys")
+        page.get_by_role("link", name="Generate API Key").click()
+        page.get_by_role("button", name="Generate Key").wait_for()
+        page.evaluate(
+            """() => {
+            const dialog = document.getElementById("modal");
+            window.closedAtArrival = false;
+            new MutationObserver(() => {
+                if (window.closedAtArrival || !document.getElementById("new-key")) return;
+                dialog.close();  // what Escape does
+                window.closedAtArrival = true;
+            }).observe(document.getElementById("modal-body"), {childList: true, subtree: true});
+        }"""
+        )
+        page.get_by_role("button", name="Generate Key").click()
+        page.locator("dialog#modal:not([open])").wait_for(state="attached")
+        page.wait_for_timeout(300)  # well past htmx's settle (20 ms)
+        assert page.evaluate("window.closedAtArrival")
+        assert page.locator("dialog#modal[open]").count() == 0
+        assert page.locator("#new-key").count() == 0
+        page.get_by_role("button", name="Sign out").click()  # nothing modal in the way
+        page.wait_for_url("**/sign-in")
     finally:
         page.context.close()

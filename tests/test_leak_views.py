@@ -87,6 +87,12 @@ def test_every_key_once_in_order_with_its_state(admin_client: Client, leak) -> N
     assert "Disable all 2 active" in html
 
 
+def test_the_summary_names_only_the_states_present(admin_client: Client, leak) -> None:  # type: ignore[no-untyped-def]
+    html = check(admin_client, f"{leak['a']} and {leak['unknown']}")
+    # No dangling comma for the states that are absent (expired, not a working key).
+    assert "2 distinct keys found: 1 active, 1 unknown.</p>" in html
+
+
 def test_the_pasted_text_is_never_echoed(admin_client: Client, leak) -> None:  # type: ignore[no-untyped-def]
     html = check(admin_client, leak["text"])
     for name in ("a", "b", "dead", "forged", "unknown"):

@@ -68,8 +68,15 @@
   let opener = null; // what opened the dialog
   let returnTo = null; // where focus went back to, until the user acts again
   let swappedAway = null; // the focused element a swap is replacing
+  // Per element sending a request: what had focus inside it as it was sent. A button
+  // disabled while the request runs (hx-disabled-elt) drops focus onto <body>.
+  const sentFrom = new WeakMap();
 
   document.addEventListener("htmx:beforeRequest", (event) => {
+    const active = document.activeElement;
+    if (active && active !== document.body && event.detail.elt.contains(active)) {
+      sentFrom.set(event.detail.elt, active);
+    }
     const dialog = modal();
     if (event.detail.target !== modalBody() || !dialog || dialog.open) return;
     const from = event.detail.elt === document.body ? document.activeElement : event.detail.elt;
@@ -77,26 +84,50 @@
   });
 
   document.addEventListener("htmx:beforeSwap", (event) => {
-    const active = document.activeElement;
+    const config = event.detail.requestConfig;
+    const sent = config && sentFrom.get(config.elt);
+    const active = focusLost() && sent ? sent : document.activeElement;
     swappedAway = active && event.detail.target.contains(active) ? place(active) : null;
   });
 
+  let opening = false; // content swapped into the closed dialog, to be shown as it settles
+
   document.addEventListener("htmx:afterSwap", (event) => {
-    const dialog = modal();
     enhance(event.detail.target);
-    if (event.detail.target === modalBody() && dialog && !dialog.open) dialog.showModal();
+    const dialog = modal();
+    if (event.detail.target === modalBody() && dialog && !dialog.open) opening = true;
   });
 
-  // Focus moves once htmx has wired the new content (it does so as it settles): a form
-  // focused earlier and submitted at once with Enter would go as a plain POST.
+  // The dialog opens, and focus moves, once htmx has wired the new content (it does so
+  // as it settles, 20 ms after the swap). showModal() focuses the dialog's first control
+  // itself: opened at the swap, a quick Tab and Enter sent its form as a plain POST.
   document.addEventListener("htmx:afterSettle", (event) => {
     const target = event.detail.target;
-    if (target === modalBody() && modal()) {
-      focusOn(firstFocusable(target));
-      const said = target.querySelector("[role=alert], [role=status], .errors");
+    const dialog = modal();
+    if (target === modalBody() && dialog) {
+      // Only content that arrived for a closed dialog opens it: one closed meanwhile
+      // (Escape while a new key settled) stays closed.
+      if (opening && !dialog.open) dialog.showModal();
+      opening = false;
+      if (dialog.open) {
+        focusOn(firstFocusable(target));
+        const said = target.querySelector("[role=alert], [role=status], .errors");
+        if (said) announce(words(said));
+      }
+    } else {
+      // An outerHTML swap replaced the target: read what now stands in its place. Its
+      // status or alert is said aloud (a region inserted with its words already in it is
+      // not read out); regions that speak for themselves (aria-live) are left alone.
+      const shown = target.isConnected ? target : target.id && document.getElementById(target.id);
+      const said = shown ? shown.querySelector("[role=alert]:not([aria-live]), [role=status]:not([aria-live])") : null;
+      const spot = swappedAway || returnTo;
+      if (focusLost() && spot) {
+        // Where focus was is gone with all around it (a form that did its work): onto
+        // the outcome, so that reading on goes through what changed.
+        const gone = !spot.element.isConnected && !(spot.scope && document.getElementById(spot.scope));
+        focusOn(gone && said ? said : resolve(spot));
+      }
       if (said) announce(words(said));
-    } else if (focusLost() && (swappedAway || returnTo)) {
-      focusOn(resolve(swappedAway || returnTo));
     }
     swappedAway = null;
   });
