@@ -542,6 +542,15 @@ def test_phone_tap_targets_are_44_px(
         # Desktop keeps its plain links.
         page.set_viewport_size(a11y.DESKTOP)
         assert a11y.small_tap_targets(page, "td.actions a") != []
+        page.set_viewport_size(a11y.PHONE)
+
+        # The other pages an incident goes through: filters, a key's page, a leak's keys.
+        assert a11y.small_tap_targets(page, ".key-filters a, td .select") == []
+        page.goto(server_url + f"/api-keys/{keys.active.api_key.public_id}")
+        assert a11y.small_tap_targets(page, "main a, main button") == []
+        leaked_found(page, server_url, keys)
+        assert page.locator("#leak-result td.actions a").count() >= 1
+        assert a11y.small_tap_targets(page, "#leak-result a, main button") == []
     finally:
         page.context.close()
 
