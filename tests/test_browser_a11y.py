@@ -556,27 +556,33 @@ def test_phone_tap_targets_are_44_px(
 
 
 @pytest.mark.parametrize(
-    "trusted, reason",
-    [("10.0.0.5", "direct"), ("127.0.0.1", "anonymous")],
-    ids=["reached directly", "no identity from the proxy"],
+    "env, status",
+    [
+        ({"T0ADMIN_AUTH": "proxy", "T0ADMIN_TRUSTED_PROXIES": "10.0.0.5"}, 403),
+        ({"T0ADMIN_AUTH": "proxy", "T0ADMIN_TRUSTED_PROXIES": "127.0.0.1"}, 403),
+        ({"TENSORZERO_POSTGRES_URL": "postgresql://t0admin@127.0.0.1:1/gone"}, 503),
+    ],
+    ids=["proxy refused: reached directly", "proxy refused: no identity", "database down"],
 )
-def test_proxy_refusal_page_is_accessible_and_fits_a_phone(
-    browser: Any, django_db_blocker: Any, trusted: str, reason: str
+def test_pages_of_a_server_set_up_otherwise_are_accessible_and_fit_a_phone(
+    browser: Any, django_db_blocker: Any, env: dict[str, str], status: int, request: Any
 ) -> None:
-    """Behind a sign-in proxy, the page that refuses a request (the proxy bypassed, or no
-    identity sent): the same audit at both widths as every other page."""
+    """The pages a server of its own shows: behind a sign-in proxy, the refusal (the proxy
+    bypassed, or no identity sent); with the database unreachable, the 503 page. The same
+    audit at both widths as every other page."""
     from tests.servers import gunicorn, test_database_url
 
     with django_db_blocker.unblock():
         database_url = test_database_url()
-    env = {"T0ADMIN_AUTH": "proxy", "T0ADMIN_TRUSTED_PROXIES": trusted}
     with gunicorn(database_url, env=env) as server:
         page = browser_page(browser, server.url, None)
+        # A returning admin: their session must be read from the database.
+        page.context.add_cookies([{"name": "sessionid", "value": "x" * 32, "url": server.url}])
         try:
             response = page.goto(server.url + "/api-keys")
-            assert response is not None and response.status == 403
+            assert response is not None and response.status == status
             assert page.get_by_role("heading").count() >= 1
-            problems = audit(page, f"proxy refused, {reason}")
+            problems = audit(page, request.node.callspec.id)
             assert not problems, "\n".join(problems)
         finally:
             page.context.close()
