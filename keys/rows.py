@@ -10,7 +10,7 @@ value rather than through Django's `date` filter, the slowest part of the old ro
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 import jinja2
@@ -33,18 +33,22 @@ class Row(Protocol):
     def status(self, now: datetime | None = None) -> str: ...
 
 
-def when(value: datetime) -> str:
-    """As Django's `date:"Y-m-d H:i T"` shows it, in the viewer's zone (TimezoneMiddleware)."""
-    local = timezone.localtime(value)
+# Both take the viewer's zone (TimezoneMiddleware) as render() found it once: looking it up
+# per value (timezone.localtime) was a third of a row's cost.
+
+
+def when(value: datetime, zone: tzinfo) -> str:
+    """As Django's `date:"Y-m-d H:i T"` shows it, in `zone`."""
+    local = value.astimezone(zone)
     return (
         f"{local.year:04d}-{local.month:02d}-{local.day:02d} "
         f"{local.hour:02d}:{local.minute:02d} {local.tzname()}"
     )
 
 
-def iso(value: datetime) -> str:
-    """As Django's `date:"c"`, in the viewer's zone."""
-    return timezone.localtime(value).isoformat()
+def iso(value: datetime, zone: tzinfo) -> str:
+    """As Django's `date:"c"`, in `zone`."""
+    return value.astimezone(zone).isoformat()
 
 
 def environment(**options: Any) -> jinja2.Environment:
@@ -70,6 +74,7 @@ def render(
         can_write=can_write,
         api_keys_url=api_keys_url,
         now=timezone.now(),
+        zone=timezone.get_current_timezone(),
         last_used=last_used,
     )
     return Markup(html)  # noqa: S704  Jinja2 escaped every value (autoescape is on)
