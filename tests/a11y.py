@@ -128,3 +128,15 @@ def screenshots(page: Any, name: str) -> None:
         page.set_viewport_size(size)
         slug = "".join(c if c.isalnum() else "-" for c in name)
         page.screenshot(path=f"{folder}/{slug}-{size['width']}.png", full_page=True)
+
+
+def audit(page: Any, name: str) -> list[str]:
+    """axe at desktop and phone widths, then sideways scrolling at each phone width."""
+    problems = [f"at 1280 px: {found}" for found in serious_violations(page)]
+    page.set_viewport_size(PHONE)
+    problems += [f"at 390 px: {found}" for found in serious_violations(page)]
+    for width in PHONE_WIDTHS:
+        page.set_viewport_size({"width": width, "height": PHONE["height"]})
+        problems += [f"at {width} px: {found}" for found in sideways_overflow(page)]
+    screenshots(page, name)
+    return problems

@@ -299,18 +299,6 @@ def users(admin_user: Any, viewer: Any, django_user_model: Any) -> dict[str, Any
     return {"admin": admin_user, "viewer": viewer, "long name": long_name, "anonymous": None}
 
 
-def audit(page: Any, name: str) -> list[str]:
-    """axe at desktop and phone widths, then sideways scrolling at each phone width."""
-    problems = [f"at 1280 px: {found}" for found in a11y.serious_violations(page)]
-    page.set_viewport_size(a11y.PHONE)
-    problems += [f"at 390 px: {found}" for found in a11y.serious_violations(page)]
-    for width in a11y.PHONE_WIDTHS:
-        page.set_viewport_size({"width": width, "height": a11y.PHONE["height"]})
-        problems += [f"at {width} px: {found}" for found in a11y.sideways_overflow(page)]
-    a11y.screenshots(page, name)
-    return problems
-
-
 @pytest.mark.parametrize("screen", SCREENS, ids=[screen.name for screen in SCREENS])
 def test_screen_is_accessible_and_fits_a_phone(
     screen: Screen, browser: Any, server_url: str, keys: Keys, users: dict[str, Any]
@@ -320,7 +308,7 @@ def test_screen_is_accessible_and_fits_a_phone(
         screen.open(page, server_url, keys)
         if screen.dialog:
             assert page.locator("dialog#modal[open]").count() == 1
-        problems = audit(page, screen.name)
+        problems = a11y.audit(page, screen.name)
         assert not problems, "\n".join(problems)
     finally:
         page.context.close()
@@ -582,7 +570,7 @@ def test_pages_of_a_server_set_up_otherwise_are_accessible_and_fit_a_phone(
             response = page.goto(server.url + "/api-keys")
             assert response is not None and response.status == status
             assert page.get_by_role("heading").count() >= 1
-            problems = audit(page, request.node.callspec.id)
+            problems = a11y.audit(page, request.node.callspec.id)
             assert not problems, "\n".join(problems)
         finally:
             page.context.close()

@@ -257,7 +257,7 @@ def test_key_page_shows_the_key_and_its_usage(tables, admin_client: Client, sett
     assert "Rotated" in html and "bob" in html  # its history
     assert f"{{ api_key_public_id = &quot;{public_id}&quot; }}" in html
     assert "[[rate_limiting.rules]]" in html
-    assert '<td class="num" id="since-count">1</td>' in html
+    assert '<td class="num" data-label="inferences" id="since-count">1</td>' in html
     assert f'href="https://ui.example/observability/inferences/{inference}"' in html
     assert "gpt-a" in html and ">11<" in html and ">22<" in html
     assert "0 inferences arrived after it was disabled" in html
@@ -424,7 +424,8 @@ def test_a_bounded_catch_up_says_how_far_it_got(tables, admin_client: Client, se
     assert until < now - timedelta(days=9)  # one chunk, then the time was up
     assert "days ago)" in html  # and the page says how old its figures are
     window = html[html.index("Last hour") :].split("</tr>")[0]
-    assert '<td class="num">0</td>' in window  # nothing newer than "as of" is claimed
+    # Nothing newer than "as of" is claimed.
+    assert '<td class="num" data-label="inferences">0</td>' in window
 
 
 def test_an_unbounded_catch_up_outlasts_the_request_statement_timeout(tables) -> None:  # type: ignore[no-untyped-def]

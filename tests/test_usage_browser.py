@@ -14,6 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from keys import service
+from tests import a11y
 from tests import gateway_observability as obs
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -46,6 +47,7 @@ def test_list_column_and_key_page(signed_in_page, live_server_url: str, tables) 
             calls=[("gpt-a", 10, 4, Decimal("0.002"))],
         )
 
+    a11y.install_axe(page.context)  # audited below, with usage figures on the page
     page.goto(live_server_url + "/api-keys")
     expect(page.get_by_role("columnheader", name="Last used")).to_be_visible()
     expect(page.locator(f"#key-{unused} td.last-used")).to_have_text("Never")
@@ -71,3 +73,12 @@ def test_list_column_and_key_page(signed_in_page, live_server_url: str, tables) 
     page.get_by_role("button", name="Count").click()
     page.wait_for_url(re.compile(r"since="))
     expect(page.locator("#since-count")).to_have_text("2")
+
+    # With its figures (tables of windows, models and the latest inferences) the key page
+    # still fits a phone and passes the audit; so does the list with its Last used column.
+    problems = a11y.audit(page, "key page with usage")
+    page.set_viewport_size(a11y.DESKTOP)
+    page.goto(live_server_url + "/api-keys")
+    expect(page.locator(f"#key-{used} td.last-used time")).to_be_visible()
+    problems += a11y.audit(page, "key list with Last used")
+    assert not problems, "\n".join(problems)
