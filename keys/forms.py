@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.core.validators import RegexValidator
 from django.utils import timezone
 
 from keys import service, text
@@ -134,6 +135,19 @@ class RotateForm(FormTokenMixin):
         ],
         initial="now",
         help_text="A grace period lets clients move to the new key; the old one then expires.",
+    )
+
+    # Set by the Leaked keys page's Rotate: the rotation is recorded under that incident.
+    incident = forms.CharField(
+        required=False,
+        max_length=64,
+        widget=forms.HiddenInput,
+        validators=[
+            RegexValidator(
+                f"^{service.INCIDENT.pattern}$",
+                "This is not an incident reference from the Leaked keys page.",
+            )
+        ],
     )
 
     def grace_period(self) -> timedelta | None:

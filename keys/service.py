@@ -7,6 +7,7 @@ gateway's table exactly as the gateway's own tools do (GATEWAY.md).
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 import unicodedata
@@ -319,6 +320,9 @@ def new_incident(now: datetime | None = None) -> str:
     return f"leak-{(now or timezone.now()):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
+INCIDENT = re.compile(r"leak-\d{8}-\d{6}-[0-9a-f]{6}")  # as new_incident() makes them
+
+
 @dataclass(frozen=True)
 class BulkDisable:
     """What one bulk disable did, per public ID asked for (in the order asked)."""
@@ -441,9 +445,11 @@ def rotate_key(
     public_id: str,
     grace: timedelta | None = None,
     form_token: uuid.UUID | None = None,
+    incident: str = "",
 ) -> Rotation:
     """Replace a key: a new one with the same description and expiry, and the old one
     disabled now or, with `grace`, expiring after it (never later than it already would).
+    With `incident` (a leak response's reference), the record says the key leaked.
 
     One transaction: either the new key exists and the old one is on its way out, or
     nothing changed.
@@ -482,5 +488,7 @@ def rotate_key(
                 "replaced_by": created.api_key.public_id,
                 "grace_seconds": int(grace.total_seconds()) if grace else 0,
             },
+            reason=AuditEvent.Reason.LEAKED if incident else "",
+            incident=incident,
         )
     return Rotation(created=created, old=old)

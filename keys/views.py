@@ -342,9 +342,14 @@ def rotate_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
         refusal = service.rotation_refusal(api_key)
         if refusal:
             return _problem(request, refusal, 409)
-        return _render(
-            request, "keys/rotate.html", "confirm", {"key": api_key, "form": RotateForm()}
-        )
+        # From the Leaked keys page: ?incident= tags the rotation with that leak response.
+        incident = request.GET.get("incident", "")
+        if incident and not service.INCIDENT.fullmatch(incident):
+            return _problem(
+                request, "This is not an incident reference from the Leaked keys page.", 400
+            )
+        form = RotateForm(initial={"incident": incident})
+        return _render(request, "keys/rotate.html", "confirm", {"key": api_key, "form": form})
     # On POST the service decides, under its lock, and a form sent twice hears so first.
     form = RotateForm(request.POST)
     if not form.is_valid():
@@ -356,6 +361,7 @@ def rotate_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
             public_id=public_id,
             grace=form.grace_period(),
             form_token=form.cleaned_data["form_token"],
+            incident=form.cleaned_data["incident"],
         )
     except service.ServiceError as error:
         return _problem(request, str(error), 409)

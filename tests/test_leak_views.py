@@ -114,10 +114,43 @@ def test_rows_link_to_each_keys_page_since_the_exposure(admin_client: Client, le
     assert f'href="/api-keys/{pid(leak["unknown"])}' not in html  # no such key here
 
 
-def test_active_rows_offer_rotate(admin_client: Client, leak) -> None:  # type: ignore[no-untyped-def]
+def test_active_rows_offer_rotate_recorded_under_the_incident(admin_client: Client, leak) -> None:  # type: ignore[no-untyped-def]
     html = check(admin_client, leak["text"])
-    assert f'href="/api-keys/{pid(leak["a"])}/rotate"' in html
-    assert f'href="/api-keys/{pid(leak["dead"])}/rotate"' not in html
+    public_id = pid(leak["a"])
+    link = re.search(rf'href="(/api-keys/{public_id}/rotate\?incident=(leak-[0-9a-f-]+))"', html)
+    assert link, html
+    assert f'href="/api-keys/{pid(leak["dead"])}/rotate' not in html
+    rotate_url, incident = link.groups()
+
+    confirm = admin_client.get(rotate_url).content.decode()
+    assert f'name="incident" value="{incident}"' in confirm
+    assert f"Recorded as a response to the leak <code>{incident}</code>" in confirm
+    token = re.search(r'name="form_token" value="([0-9a-f-]{36})"', confirm)
+    assert token
+    fields = {"form_token": token.group(1), "grace": "now", "incident": incident}
+    response = admin_client.post(f"/api-keys/{public_id}/rotate", fields)
+    assert response.status_code == 200
+    assert not gateway_accepts(leak["a"])
+    event = AuditEvent.objects.get(action="rotate", public_id=public_id)
+    assert (event.reason, event.incident) == ("leaked", incident)
+    audit = admin_client.get("/api-keys/audit", {"incident": incident}).content.decode()
+    assert public_id in audit
+
+
+@pytest.mark.parametrize("incident", ["nonsense", "leak-2026-11-29", "leak-20261129-101010-XYZ123"])
+def test_rotate_refuses_what_is_no_incident_reference(admin_client: Client, incident: str) -> None:
+    public_id = service.create_key(actor="t").api_key.public_id
+    response = admin_client.get(f"/api-keys/{public_id}/rotate", {"incident": incident})
+    assert response.status_code == 400
+    assert "not an incident reference" in response.content.decode()
+    confirm = admin_client.get(f"/api-keys/{public_id}/rotate").content.decode()
+    token = re.search(r'name="form_token" value="([0-9a-f-]{36})"', confirm)
+    assert token
+    fields = {"form_token": token.group(1), "grace": "now", "incident": incident}
+    response = admin_client.post(f"/api-keys/{public_id}/rotate", fields)
+    assert response.status_code == 400
+    assert "not an incident reference" in response.content.decode()
+    assert ApiKey.objects.count() == 1 and ApiKey.objects.get().disabled_at is None
 
 
 def test_nothing_found_says_what_a_key_looks_like(admin_client: Client) -> None:

@@ -37,6 +37,7 @@ def leak_rows(context: template.Context) -> SafeString:
     prefix = context["api_keys_url"]
     since = quote(context["since"].isoformat(), safe="")
     can_write = context.get("can_write", False)
+    incident = quote(context.get("incident") or "", safe="")
     show_gateway = bool(context.get("report"))
     rows = []
     for row in context["rows"]:
@@ -62,10 +63,11 @@ def leak_rows(context: template.Context) -> SafeString:
         )
         rotate = (
             format_html(
-                '<a href="{0}/{1}/rotate" hx-get="{0}/{1}/rotate" hx-target="#modal-body">'
-                'Rotate<span class="visually-hidden"> {1}</span></a>',
+                '<a href="{0}/{1}/rotate?incident={2}" hx-get="{0}/{1}/rotate?incident={2}" '
+                'hx-target="#modal-body">Rotate<span class="visually-hidden"> {1}</span></a>',
                 prefix,
                 public_id,
+                incident,
             )
             if can_write and row.state == "active"
             else ""
