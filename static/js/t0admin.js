@@ -119,7 +119,9 @@
       // status or alert is said aloud (a region inserted with its words already in it is
       // not read out); regions that speak for themselves (aria-live) are left alone.
       const shown = target.isConnected ? target : target.id && document.getElementById(target.id);
-      const said = shown ? shown.querySelector("[role=alert]:not([aria-live]), [role=status]:not([aria-live])") : null;
+      // An alert (a key the gateway STILL ACCEPTS) before any status, wherever it stands.
+      const said = shown ? shown.querySelector("[role=alert]:not([aria-live])") ||
+        shown.querySelector("[role=status]:not([aria-live])") : null;
       const spot = swappedAway || returnTo;
       if (focusLost() && spot) {
         // Where focus was is gone with all around it (a form that did its work): onto
