@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
-import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -131,53 +129,13 @@ class Client:
         )
 
 
-def gunicorn_command(port: int) -> list[str]:
-    """The command `make run` starts (t0admin.serve), on a port of the bench's own."""
-    from t0admin.serve import gunicorn_command as command
-
-    return command("--bind", f"127.0.0.1:{port}")
-
-
 @contextmanager
 def gunicorn(database_url: str, secret_key: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    env = {
-        **os.environ,
-        "TENSORZERO_POSTGRES_URL": database_url,
-        "DJANGO_SECRET_KEY": secret_key,
-        "T0ADMIN_ALLOWED_HOSTS": "localhost,127.0.0.1",
-    }
-    process = subprocess.Popen(
-        gunicorn_command(port),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,  # the access log: one line per request, not needed
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "gunicorn exited during start-up"
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                conn.getresponse().read()
-                conn.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield port, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """The command `make run` starts (t0admin.serve), as the page tests start it."""
+    from tests.servers import gunicorn as serve
+
+    with serve(database_url, env={"DJANGO_SECRET_KEY": secret_key}) as server:
+        yield server.port, server.process
 
 
 def worker_rss_kib(master: int) -> list[int]:
@@ -277,7 +235,10 @@ def measure(
     from keys.models import ApiKey
 
     result = Served()
-    result.command = " ".join(gunicorn_command(0)[2:]).replace("127.0.0.1:0", "127.0.0.1:PORT")
+    from t0admin.serve import gunicorn_command
+
+    command = gunicorn_command("--bind", "127.0.0.1:PORT")
+    result.command = " ".join(command[2:])
     sessionid = session_cookie("bench")
     result.session_save_ms = measure_session_save(sessionid, reps * 5)
     for limit in (100, 1000, 10_000):
