@@ -293,3 +293,22 @@ def test_workers_are_replaced_now_and_then_not_all_at_once() -> None:
 
     assert gunicorn_conf.max_requests > 0
     assert gunicorn_conf.max_requests_jitter > 0
+
+
+def test_workers_freeze_what_they_loaded_at_start() -> None:
+    """The hook is one gunicorn knows by that name (a typo would be ignored), and it moves
+    the objects loaded so far out of the garbage collector's way."""
+    import gc
+
+    from gunicorn.config import Config
+
+    from t0admin import gunicorn_conf
+
+    config = Config()
+    config.set("post_worker_init", gunicorn_conf.post_worker_init)
+    before = gc.get_freeze_count()
+    try:
+        config.post_worker_init(object())
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
