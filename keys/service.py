@@ -320,7 +320,7 @@ def new_incident(now: datetime | None = None) -> str:
     return f"leak-{(now or timezone.now()):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-INCIDENT = re.compile(r"leak-\d{8}-\d{6}-[0-9a-f]{6}")  # as new_incident() makes them
+INCIDENT = re.compile(r"leak-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # as new_incident() makes them
 
 
 @dataclass(frozen=True)

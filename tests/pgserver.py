@@ -70,12 +70,16 @@ class PostgresServer:
     def freeze(self) -> None:
         """SIGSTOP to the whole server: it keeps its sockets, the kernel keeps accepting
         connections and acknowledging bytes, and nothing answers."""
-        for process in self.processes():
-            process.send_signal(signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, number: int) -> None:
         for process in self.processes():
-            process.send_signal(signal.SIGCONT)
+            # A backend or an autovacuum worker may end between the listing and the signal.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(number)
 
     def _pg_ctl(self, *args: str) -> None:
         subprocess.run(
@@ -124,8 +128,12 @@ def postgres_server() -> Iterator[PostgresServer]:
         if server.running():
             with contextlib.suppress(Exception):
                 server.thaw()  # a stopped server ignores the stop request
-            with contextlib.suppress(subprocess.SubprocessError):
+            try:
                 server.stop("immediate")
+            except subprocess.SubprocessError:
+                # Never leave a server (perhaps still frozen) behind the test.
+                with contextlib.suppress(Exception):
+                    server._signal(signal.SIGKILL)
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -96,9 +96,9 @@ def test_a_frozen_database_costs_seconds_and_the_app_recovers(site: Site) -> Non
     probes: list[Timed] = []
     try:
         time.sleep(1)
-        site.database.freeze()
-        frozen_at = time.monotonic()
         try:
+            site.database.freeze()
+            frozen_at = time.monotonic()
             time.sleep(1)  # the clients' requests are now stuck on the database
             while time.monotonic() < frozen_at + FREEZE_SECONDS:
                 probes.append(timed_get(port, "/healthz"))

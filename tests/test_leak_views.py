@@ -137,7 +137,15 @@ def test_active_rows_offer_rotate_recorded_under_the_incident(admin_client: Clie
     assert public_id in audit
 
 
-@pytest.mark.parametrize("incident", ["nonsense", "leak-2026-11-29", "leak-20261129-101010-XYZ123"])
+@pytest.mark.parametrize(
+    "incident",
+    [
+        "nonsense",
+        "leak-2026-11-29",
+        "leak-20261129-101010-XYZ123",
+        "leak-٢٠٢٦١١٢٩-١٠١٠١٠-abcdef",  # digits, but not 0-9
+    ],
+)
 def test_rotate_refuses_what_is_no_incident_reference(admin_client: Client, incident: str) -> None:
     public_id = service.create_key(actor="t").api_key.public_id
     response = admin_client.get(f"/api-keys/{public_id}/rotate", {"incident": incident})
@@ -150,6 +158,7 @@ def test_rotate_refuses_what_is_no_incident_reference(admin_client: Client, inci
     response = admin_client.post(f"/api-keys/{public_id}/rotate", fields)
     assert response.status_code == 400
     assert "not an incident reference" in response.content.decode()
+    assert "Recorded as a response to the leak" not in response.content.decode()
     assert ApiKey.objects.count() == 1 and ApiKey.objects.get().disabled_at is None
 
 

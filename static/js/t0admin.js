@@ -86,6 +86,7 @@
   document.addEventListener("htmx:beforeSwap", (event) => {
     const config = event.detail.requestConfig;
     const sent = config && sentFrom.get(config.elt);
+    if (config) sentFrom.delete(config.elt); // one request's: never a later one's
     const active = focusLost() && sent ? sent : document.activeElement;
     swappedAway = active && event.detail.target.contains(active) ? place(active) : null;
   });
@@ -115,21 +116,24 @@
         if (said) announce(words(said));
       }
     } else {
-      // An outerHTML swap replaced the target: read what now stands in its place. Its
-      // status or alert is said aloud (a region inserted with its words already in it is
-      // not read out); regions that speak for themselves (aria-live) are left alone.
+      // An outerHTML swap replaced the target: read what now stands in its place. An alert
+      // inserted into the page is read out by the browser itself; a status inserted with
+      // its words already in it is not, so it is said here. Regions that speak for
+      // themselves (aria-live) are left alone.
       const shown = target.isConnected ? target : target.id && document.getElementById(target.id);
-      // An alert (a key the gateway STILL ACCEPTS) before any status, wherever it stands.
-      const said = shown ? shown.querySelector("[role=alert]:not([aria-live])") ||
-        shown.querySelector("[role=status]:not([aria-live])") : null;
+      const alert = shown ? shown.querySelector("[role=alert]:not([aria-live])") : null;
+      const status = shown ? shown.querySelector("[role=status]:not([aria-live])") : null;
       const spot = swappedAway || returnTo;
       if (focusLost() && spot) {
         // Where focus was is gone with all around it (a form that did its work): onto
-        // the outcome, so that reading on goes through what changed.
+        // the outcome, the loudest first (a key the gateway STILL ACCEPTS), so that
+        // reading on goes through what changed.
         const gone = !spot.element.isConnected && !(spot.scope && document.getElementById(spot.scope));
-        focusOn(gone && said ? said : resolve(spot));
+        const outcome = alert || status;
+        focusOn(gone && outcome ? outcome : resolve(spot));
       }
-      if (said) announce(words(said));
+      // Focus on it reads it already: once is enough.
+      if (status && document.activeElement !== status) announce(words(status));
     }
     swappedAway = null;
   });
