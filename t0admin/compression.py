@@ -1,17 +1,29 @@
 """gzip for pages, except a response that shows a secret (README: "Compression and BREACH").
 
-Django's own GZipMiddleware does the work, with its BREACH mitigation (random bytes in the
-gzip header, so that lengths do not line up request after request). Static files are not
-its business: WhiteNoise, before it in MIDDLEWARE, answers those itself.
+Pages are packed here at zlib level 4 instead of the level 6 that Django's GZipMiddleware
+fixes: on the key list the same size within 1 %, in half the time (bench/RESULTS.md: the
+8.6 MB of a 10,000-row page in 28 ms instead of 61, a 100-row page in 0.21 ms instead of
+0.49). Streamed responses (the audit exports) still go through Django's middleware.
+
+Either way the gzip header carries a random file name of random length, Django's BREACH
+mitigation: lengths do not line up from one request to the next. Static files are not
+this middleware's business: WhiteNoise, before it in MIDDLEWARE, answers those itself.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
+import secrets
+
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
-from django.middleware.gzip import GZipMiddleware
+from django.middleware.gzip import GZipMiddleware, re_accepts_gzip
+from django.utils.cache import patch_vary_headers
 
 _UNCOMPRESSED = "t0admin_never_compress"
+LEVEL = 4
+SMALLEST = 200  # bytes: below this, gzip's own 18 bytes and the name outweigh the gain
 
 
 def never_compress(response: HttpResponseBase) -> HttpResponseBase:
@@ -20,10 +32,37 @@ def never_compress(response: HttpResponseBase) -> HttpResponseBase:
     return response
 
 
+def packed(content: bytes, max_random_bytes: int) -> bytes:
+    """`content` gzipped at LEVEL, under a random name of 1 to `max_random_bytes` bytes."""
+    name = secrets.token_hex(max_random_bytes)[: secrets.randbelow(max_random_bytes) + 1]
+    buffer = io.BytesIO()
+    with gzip.GzipFile(name, "wb", LEVEL, buffer, mtime=0) as out:
+        out.write(content)
+    return buffer.getvalue()
+
+
 class CompressionMiddleware(GZipMiddleware):
     def process_response(
         self, request: HttpRequest, response: HttpResponseBase
     ) -> HttpResponseBase:
         if getattr(response, _UNCOMPRESSED, False):
             return response
-        return super().process_response(request, response)
+        if response.streaming:
+            return super().process_response(request, response)
+        content = response.content  # type: ignore[attr-defined]
+        if len(content) < SMALLEST or response.has_header("Content-Encoding"):
+            return response
+        # Whether or not this one is compressed, caches must keep the two versions apart.
+        patch_vary_headers(response, ("Accept-Encoding",))
+        if not re_accepts_gzip.search(request.META.get("HTTP_ACCEPT_ENCODING", "")):
+            return response
+        compressed = packed(content, self.max_random_bytes)
+        if len(compressed) >= len(content):
+            return response
+        response.content = compressed  # type: ignore[attr-defined]
+        response.headers["Content-Length"] = str(len(compressed))
+        response.headers["Content-Encoding"] = "gzip"
+        etag = response.get("ETag")
+        if etag and etag.startswith('"'):  # the bytes changed: a strong ETag becomes weak
+            response.headers["ETag"] = "W/" + etag
+        return response

@@ -171,17 +171,6 @@ TEMPLATES = [
             ],
         },
     },
-    {
-        # The list's rows only (keys/rows.py says why); every page is the one above.
-        "BACKEND": "django.template.backends.jinja2.Jinja2",
-        "DIRS": [BASE_DIR / "templates" / "jinja2"],
-        "APP_DIRS": False,
-        "OPTIONS": {
-            "environment": "keys.rows.environment",
-            "trim_blocks": True,
-            "lstrip_blocks": True,
-        },
-    },
 ]
 
 PASSWORD_HASHERS = [

@@ -90,6 +90,18 @@ def test_rows_escape_descriptions(admin_client: Client) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;" in html
 
 
+def test_rows_escape_a_public_id_another_tool_wrote(admin_client: Client) -> None:
+    """public_id is CHAR(12) to the database: another tool can store markup in it, and
+    it appears about ten times in a row (id, links, hidden texts, checkbox)."""
+    api_key = service.create_key(actor="t").api_key
+    hostile = "<i>\"x'&</i>"
+    ApiKey.objects.filter(pk=api_key.pk).update(public_id=hostile)
+    html = admin_client.get("/api-keys").content.decode()
+    assert "<i>" not in html and "</i>" not in html
+    row = html[html.index('id="key-&lt;i&gt;') :].split("</tr>")[0]
+    assert row.count("&lt;i&gt;&quot;x&#x27;&amp;&lt;/i&gt;") >= 10, row
+
+
 def test_row_links_are_plain_links_under_one_set_of_htmx_attributes(admin_client: Client) -> None:
     make_keys(3)
     html = admin_client.get("/api-keys").content.decode()
@@ -873,6 +885,20 @@ def test_pages_are_gzipped_when_the_client_accepts_it(admin_client: Client) -> N
     assert "Accept-Encoding" in response["Vary"]
     assert "<tbody" in gzip.decompress(response.content).decode()
     assert "Content-Encoding" not in admin_client.get("/api-keys")
+
+
+def test_compressed_lengths_do_not_line_up_from_one_request_to_the_next(
+    admin_client: Client,
+) -> None:
+    """BREACH: a random name of random length in each gzip header (t0admin/compression.py)."""
+    import gzip
+
+    make_keys(3)
+    answers = [admin_client.get("/api-keys", **GZIP) for _ in range(8)]
+    assert all(b"<tbody" in gzip.decompress(a.content) for a in answers)
+    assert all(a.content[3] & gzip.FNAME for a in answers)
+    assert len({len(a.content) for a in answers}) > 1
+    assert all(a["Content-Length"] == str(len(a.content)) for a in answers)
 
 
 def test_a_response_that_shows_a_secret_is_never_compressed(admin_client: Client) -> None:

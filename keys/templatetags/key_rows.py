@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django import template
-from markupsafe import Markup
+from django.utils.safestring import SafeString
 
 from keys import rows
 
@@ -14,7 +14,7 @@ register = template.Library()
 
 
 @register.simple_tag(takes_context=True)
-def key_rows(context: Any, keys: Iterable[rows.Row]) -> Markup:
+def key_rows(context: Any, keys: Iterable[rows.Row]) -> SafeString:
     return rows.render(
         keys,
         can_write=bool(context.get("can_write")),
