@@ -39,18 +39,24 @@ class Row(Protocol):
 
 def when(value: datetime, zone: tzinfo) -> str:
     """As Django's `date:"Y-m-d H:i T"` shows it, in `zone`."""
+    return _local(value, zone)[1]
+
+
+def _local(value: datetime, zone: tzinfo) -> tuple[str, str]:
+    """`value` in `zone`, as ISO 8601 for machines and as `when` for people. The second is
+    cut from the first (a year is always four digits there): half the cost of formatting
+    both, in a function that runs once or twice a row."""
     local = value.astimezone(zone)
-    return (
-        f"{local.year:04d}-{local.month:02d}-{local.day:02d} "
-        f"{local.hour:02d}:{local.minute:02d} {local.tzname()}"
-    )
+    machine = local.isoformat()
+    return machine, f"{machine[:10]} {machine[11:16]} {local.tzname()}"
 
 
 def _time(value: datetime | None, zone: tzinfo) -> str:
-    """A <time> element for `value` (ISO 8601 for machines, `when` for people), or Never."""
+    """A <time> element for `value`, or Never."""
     if value is None:
         return "Never"
-    return f'<time datetime="{value.astimezone(zone).isoformat()}">{when(value, zone)}</time>'
+    machine, human = _local(value, zone)
+    return f'<time datetime="{machine}">{human}</time>'
 
 
 def render(
