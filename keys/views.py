@@ -29,7 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from keys import gateway_probe, leaks, listing, service, text, tokens, usage
+from keys import gateway_probe, leaks, listing, rows, service, text, tokens, usage
 from keys.forms import CreateKeyForm, DescriptionForm, LeakForm, RotateForm
 from keys.models import ApiKey, AuditEvent
 from keys.permissions import (
@@ -128,8 +128,16 @@ def _list(
         "counts": listing.counts(query) if filters.params() else None,
         "filter_base": _filter_base(query, limit),
         **FILTER_CHOICES,
+        "rows_place": rows.PLACE,
     }
-    return _render(request, "keys/list.html", "table", context)
+    response = _render(request, "keys/list.html", "table", context)
+    return rows.splice(
+        response,
+        page.keys,
+        can_write=can_write(request),
+        api_keys_url=reverse("keys:list"),
+        last_used=context["last_used"],
+    )
 
 
 def _last_used(available: usage.Availability, public_ids: list[str]) -> dict[str, Any] | None:
@@ -450,10 +458,10 @@ def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
         if not (before.isascii() and before.isdigit()):
             return _problem(request, "before must be an event number from this page.", 400)
         events = events.filter(id__lt=int(before))
-    rows = list(events[: AUDIT_PAGE + 1])
+    found = list(events[: AUDIT_PAGE + 1])
     context = {
-        "events": rows[:AUDIT_PAGE],
-        "next_before": rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None,
+        "events": found[:AUDIT_PAGE],
+        "next_before": found[AUDIT_PAGE - 1].id if len(found) > AUDIT_PAGE else None,
         "key": kept.get("key", ""),
         "filters": kept,
         "keep": "&" + urlencode(kept) if kept else "",

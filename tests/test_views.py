@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from keys import service
 from keys.models import ApiKey
+from keys.rows import PLACE
 from tests.conftest import gateway_accepts
 
 pytestmark = pytest.mark.django_db
@@ -100,6 +101,21 @@ def test_rows_escape_a_public_id_another_tool_wrote(admin_client: Client) -> Non
     assert "<i>" not in html and "</i>" not in html
     row = html[html.index('id="key-&lt;i&gt;') :].split("</tr>")[0]
     assert row.count("&lt;i&gt;&quot;x&#x27;&amp;&lt;/i&gt;") >= 10, row
+
+
+def test_the_rows_are_put_in_their_table_once_the_page_is_rendered(
+    admin_client: Client,
+) -> None:
+    """keys/rows.py, splice: the table's rows go in where list.html leaves rows.PLACE."""
+    make_keys(2)
+    service.create_key(actor="t", description=str(PLACE))  # shown, never replaced
+    for headers in ({}, {"HTTP_HX_REQUEST": "true"}):  # the page, and its table alone
+        html = admin_client.get("/api-keys", **headers).content.decode()
+        body = html.split('<tbody id="key-rows"', 1)[1].split("</tbody>", 1)[0]
+        assert body.count("<tr ") == 3
+        assert PLACE not in html
+        assert "&lt;!-- t0admin: the key rows --&gt;" in body
+    assert PLACE not in admin_client.get("/api-keys?status=expired").content.decode()
 
 
 def test_row_links_are_plain_links_under_one_set_of_htmx_attributes(admin_client: Client) -> None:
