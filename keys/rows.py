@@ -138,11 +138,11 @@ def _html(
                     f'\n<input type="checkbox" class="select" name="public_id" value="{pid}"'
                     f' form="keys-bulk" aria-label="Select {pid}">'
                 )
-        # visible_html: secrets hidden, invisible characters shown (keys/text.py), escaped.
+        # visible: secrets hidden, invisible characters shown (keys/text.py), escaped.
         rows.append(
             f'<tr id="key-{pid}" class="status-{css}">\n'
             f"<td><code>{pid}</code></td>\n"
-            f'<td class="description">{text.visible_html(key.description) or "—"}</td>\n'
+            f'<td class="description">{text.visible(key.description) or "—"}</td>\n'
             f"<td>{badge}</td>\n"
             f"<td>{_time(key.expires_at, zone)}</td>\n"
             f"<td>{_time(key.created_at, zone)}</td>\n"
