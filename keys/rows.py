@@ -14,10 +14,12 @@ hx-target), and the edit view retargets itself to its row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, tzinfo
 from html import escape
 from typing import Any, Protocol, cast
+from urllib.parse import quote
 
 from django.http import HttpResponse
 from django.utils import timezone
@@ -54,7 +56,7 @@ def _local(value: datetime, zone: tzinfo) -> tuple[str, str]:
     both, in a function that runs once or twice a row."""
     local = value.astimezone(zone)
     machine = local.isoformat()
-    return machine, f"{machine[:10]} {machine[11:16]} {local.tzname()}"
+    return machine, f"{machine[:10]} {machine[11:16]} {escape(local.tzname() or '')}"
 
 
 def _time(value: datetime | None, zone: tzinfo) -> str:
@@ -65,25 +67,30 @@ def _time(value: datetime | None, zone: tzinfo) -> str:
     return f'<time datetime="{machine}">{human}</time>'
 
 
-# Where a page wants its rows put in after the template has rendered (see splice).
-PLACE = mark_safe("<!-- t0admin: the key rows -->")  # noqa: S308  fixed text
+def place() -> SafeString:
+    """A mark for a page to hold where its rows go (see splice): new for each response, so
+    that nothing else in the page can be taken for it."""
+    return mark_safe(f"<!-- t0admin: the key rows {secrets.token_hex(8)} -->")  # noqa: S308
 
 
-def splice(response: HttpResponse, keys: Iterable[Row], **options: Any) -> HttpResponse:
-    """The rows put where the rendered page holds PLACE (the list's table), if it does.
+def splice(response: HttpResponse, mark: str, keys: Sequence[Row], **options: Any) -> HttpResponse:
+    """The rows put where the rendered page holds `mark` (the list's table).
 
     A template copies what a tag returns at each level it is nested in, twice (a join,
     then a SafeString): 8.6 MB of rows on a 10,000-row page, nested five deep in list.html
     and base.html. Put in afterwards, each row encoded on its own, they are copied once
-    (measured in-process on that page: 148 ms through the template, 66 ms spliced). Everything in the rows is escaped, so nothing in
-    them can be taken for PLACE; the page around them is split before they go in.
+    (measured in-process on that page: 148 ms through the template, 66 ms spliced). The
+    page is split before the rows go in, so nothing in them can be taken for the mark.
     """
-    head, found, tail = response.content.partition(PLACE.encode())
-    if found:
-        # Each row encoded on its own and joined once: no 10,000-row str, which (with one
-        # "—" in it) would hold two bytes a character, beside its UTF-8 copy.
-        rows = (row.encode() for row in _rows(keys, **options))
-        response.content = b"".join([head, *rows, tail])
+    head, found, tail = response.content.partition(mark.encode())
+    if not found:
+        if keys:  # a page showing "no keys" for keys that exist would mislead: a bug
+            raise RuntimeError("the page has no place for its rows (rows.place)")
+        return response
+    # Each row encoded on its own and joined once: no 10,000-row str, which (with one
+    # "—" in it) would hold two bytes a character, beside its encoded copy.
+    rows = (row.encode(response.charset) for row in _rows(keys, **options))
+    response.content = b"".join([head, *rows, tail])
     return response
 
 
@@ -108,6 +115,9 @@ def _rows(
         status = key.status(now)  # Active, Disabled or Expired: fixed words, no escaping
         css = status.lower()
         pid = escape(key.public_id)  # another tool may have written the row
+        # In links: as it is when it is what the gateway makes (letters and digits), else
+        # percent-encoded, so that a "/" or ".." in it cannot point the link elsewhere.
+        ref = pid if pid.isascii() and pid.isalnum() else quote(key.public_id, safe="")
         if status == "Active":
             badge = '<span class="badge active">Active</span>'
         else:
@@ -124,19 +134,19 @@ def _rows(
         actions = ""
         if can_write:
             actions = (
-                f'<a href="{base}/{pid}/description">Edit'
+                f'<a href="{base}/{ref}/description">Edit'
                 f'<span class="visually-hidden"> description of {pid}</span></a>'
             )
             if status == "Active":
                 actions += (
-                    f'<a href="{base}/{pid}/rotate">Rotate'
+                    f'<a href="{base}/{ref}/rotate">Rotate'
                     f'<span class="visually-hidden"> {pid}</span></a>'
                 )
             if status != "Disabled":
                 # The checkbox joins the bulk form above the table (list.html) through
                 # form=: no form per row. After the actions, so that focus returns to Edit.
                 actions += (
-                    f'<a class="danger" href="{base}/{pid}/disable">Disable'
+                    f'<a class="danger" href="{base}/{ref}/disable">Disable'
                     f'<span class="visually-hidden"> {pid}</span></a>'
                     f'\n<input type="checkbox" class="select" name="public_id" value="{pid}"'
                     f' form="keys-bulk" aria-label="Select {pid}">'
@@ -150,6 +160,6 @@ def _rows(
             f"<td>{_time(key.expires_at, zone)}</td>\n"
             f"<td>{_time(key.created_at, zone)}</td>\n"
             f'{used}<td class="actions">{actions}'
-            f'<a href="{base}/{pid}">Details<span class="visually-hidden"> of {pid}</span></a>\n'
+            f'<a href="{base}/{ref}">Details<span class="visually-hidden"> of {pid}</span></a>\n'
             "</td>\n</tr>\n"
         )

@@ -114,6 +114,7 @@ def _list(
         keep["q"] = query
     keep.update(filters.params())
     available, current = fresh or usage.refresh()
+    place = rows.place()  # where the rows go once the page is rendered (keys/rows.py)
     context = {
         "page": page,
         "query": query,
@@ -128,11 +129,12 @@ def _list(
         "counts": listing.counts(query) if filters.params() else None,
         "filter_base": _filter_base(query, limit),
         **FILTER_CHOICES,
-        "rows_place": rows.PLACE,
+        "rows_place": place,
     }
     response = _render(request, "keys/list.html", "table", context)
     return rows.splice(
         response,
+        place,
         page.keys,
         can_write=can_write(request),
         api_keys_url=reverse("keys:list"),

@@ -41,8 +41,10 @@ def never_compress(response: HttpResponseBase) -> HttpResponseBase:
 
 
 def packed(content: bytes, max_random_bytes: int) -> bytes:
-    """`content` gzipped at LEVEL, under a random name of 1 to `max_random_bytes` bytes."""
-    name = secrets.token_hex(max_random_bytes)[: secrets.randbelow(max_random_bytes) + 1]
+    """`content` gzipped at LEVEL, under a random name of 1 to `max_random_bytes` bytes
+    (none if it is 0, as in Django's)."""
+    size = secrets.randbelow(max_random_bytes) + 1 if max_random_bytes else 0
+    name = secrets.token_hex(size)[:size]
     buffer = io.BytesIO()
     with gzip.GzipFile(name, "wb", LEVEL, buffer, mtime=0) as out:
         out.write(content)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.db.backends.postgresql.psycopg_any import register_tzloader
 from psycopg.pq import Format
 
@@ -53,3 +53,27 @@ def test_models_read_aware_utc_datetimes() -> None:
     read = ApiKey.objects.get(pk=created.pk)
     assert read.created_at.tzinfo is UTC
     assert abs((read.created_at - created.created_at).total_seconds()) < 1e-6
+
+
+def test_a_connection_in_another_time_zone_reads_what_djangos_loader_reads() -> None:
+    """DATABASES[...]["TIME_ZONE"] set: the connection's zone and Django's tzinfo move
+    together, and the values still match Django's loader (the last instant of year 9999
+    UTC is in year 10000 there, which neither loader can read)."""
+    stored = [value for value in STORED if not value.startswith("9999")]
+    wrapper = type(connections["default"])
+    other = wrapper({**connection.settings_dict, "TIME_ZONE": "Asia/Kolkata"}, alias="kolkata")
+    try:
+        with other.cursor() as cursor:
+            assert str(other.timezone) == "Asia/Kolkata"
+            loader = cursor.cursor.adapters.get_loader(TIMESTAMPTZ, Format.TEXT)
+            assert loader is timestamptz_loader(other.timezone)
+            cursor.execute(SELECT, [stored])
+            ours = [row[0] for row in cursor.fetchall()]
+        with other.cursor() as cursor:
+            register_tzloader(other.timezone, cursor.cursor)
+            cursor.execute(SELECT, [stored])
+            djangos = [row[0] for row in cursor.fetchall()]
+    finally:
+        other.close()
+    assert [repr(value) for value in ours] == [repr(value) for value in djangos]
+    assert all(str(value.tzinfo) == "Asia/Kolkata" for value in ours)

@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from keys import service
 from keys.models import ApiKey
-from keys.rows import PLACE
 from tests.conftest import gateway_accepts
 
 pytestmark = pytest.mark.django_db
@@ -93,29 +92,51 @@ def test_rows_escape_descriptions(admin_client: Client) -> None:
 
 def test_rows_escape_a_public_id_another_tool_wrote(admin_client: Client) -> None:
     """public_id is CHAR(12) to the database: another tool can store markup in it, and
-    it appears about ten times in a row (id, links, hidden texts, checkbox)."""
+    it appears a dozen times in a row (id, links, hidden texts, checkbox)."""
     api_key = service.create_key(actor="t").api_key
     hostile = "<i>\"x'&</i>"
     ApiKey.objects.filter(pk=api_key.pk).update(public_id=hostile)
     html = admin_client.get("/api-keys").content.decode()
     assert "<i>" not in html and "</i>" not in html
     row = html[html.index('id="key-&lt;i&gt;') :].split("</tr>")[0]
-    assert row.count("&lt;i&gt;&quot;x&#x27;&amp;&lt;/i&gt;") >= 10, row
+    # id, code, checkbox value and label, and the links' hidden texts
+    assert row.count("&lt;i&gt;&quot;x&#x27;&amp;&lt;/i&gt;") == 8, row
+    # In the links' paths it is percent-encoded: a "/" in it cannot lead elsewhere.
+    assert row.count('href="/api-keys/%3Ci%3E%22x%27%26%3C%2Fi%3E') == 4, row
+
+
+PLACE = "<!-- t0admin: the key rows"  # how every rows.place() begins
 
 
 def test_the_rows_are_put_in_their_table_once_the_page_is_rendered(
     admin_client: Client,
 ) -> None:
-    """keys/rows.py, splice: the table's rows go in where list.html leaves rows.PLACE."""
+    """keys/rows.py, splice: the table's rows go in where list.html leaves rows.place()."""
     make_keys(2)
-    service.create_key(actor="t", description=str(PLACE))  # shown, never replaced
+    service.create_key(actor="t", description=PLACE)  # shown, never replaced
     for headers in ({}, {"HTTP_HX_REQUEST": "true"}):  # the page, and its table alone
-        html = admin_client.get("/api-keys", **headers).content.decode()
+        response = admin_client.get("/api-keys", **headers)
+        html = response.content.decode()
         body = html.split('<tbody id="key-rows"', 1)[1].split("</tbody>", 1)[0]
         assert body.count("<tr ") == 3
         assert PLACE not in html
-        assert "&lt;!-- t0admin: the key rows --&gt;" in body
+        assert "&lt;!-- t0admin: the key rows" in body  # the description, escaped
+        assert response["Content-Length"] == str(len(response.content))
     assert PLACE not in admin_client.get("/api-keys?status=expired").content.decode()
+
+
+def test_a_page_without_a_place_for_its_rows_is_an_error_not_an_empty_table() -> None:
+    from django.http import HttpResponse
+
+    from keys.rows import place, splice
+
+    api_key = service.create_key(actor="t").api_key
+    with pytest.raises(RuntimeError):
+        splice(
+            HttpResponse("<tbody></tbody>"), place(), [api_key], can_write=False, api_keys_url="/"
+        )
+    empty = HttpResponse("<p>No API keys.</p>")
+    assert splice(empty, place(), [], can_write=False, api_keys_url="/") is empty
 
 
 def test_row_links_are_plain_links_under_one_set_of_htmx_attributes(admin_client: Client) -> None:
