@@ -89,7 +89,8 @@ def splice(response: HttpResponse, mark: str, keys: Sequence[Row], **options: An
         return response
     # Each row encoded on its own and joined once: no 10,000-row str, which (with one
     # "—" in it) would hold two bytes a character, beside its encoded copy.
-    rows = (row.encode(response.charset) for row in _rows(keys, **options))
+    charset = response.charset  # a property that parses Content-Type: read once
+    rows = (row.encode(charset) for row in _rows(keys, **options))
     response.content = b"".join([head, *rows, tail])
     return response
 
