@@ -38,6 +38,9 @@ def generate(page, description: str = "") -> str:  # type: ignore[no-untyped-def
     assert "cannot be seen again" in dialog.inner_text()
     dialog.get_by_role("link", name="Close").click()
     page.wait_for_selector("dialog#modal:not([open])", state="attached")
+    # The dialog forgets its content on its "close" event, which the browser fires as a
+    # task of its own after the dialog has lost [open]: wait for that, not just the close.
+    expect(page.locator("#modal-body")).to_be_empty()
     return key
 
 
