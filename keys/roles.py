@@ -6,6 +6,7 @@ permissions follow this file: a new model's permission is one line below.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from django.apps import apps as global_apps
@@ -58,9 +59,12 @@ def set_role(user: Any, role: str | None) -> None:
         user.groups.remove(*Group.objects.filter(name__in=ROLES))
         if role is not None:
             user.groups.add(Group.objects.get(name=role))
-    # Django caches permissions on the user object; the next check must see the change.
-    for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
-        user.__dict__.pop(cache, None)
+    # Django caches permissions on the user object, and t0admin.auth.ModelBackend the
+    # names of its groups: the next check must see the change. delattr, not __dict__: a
+    # request's user is a lazy object, which passes delattr on to the user inside it.
+    for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache", "group_names"):
+        with suppress(AttributeError):
+            delattr(user, cache)
 
 
 def sync_proxy_role(user: Any, admin: bool) -> None:
@@ -68,8 +72,11 @@ def sync_proxy_role(user: Any, admin: bool) -> None:
     if user.is_superuser:
         return
     wanted = ADMINS if admin else VIEWERS
-    current = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-    if current != {wanted}:
+    # Read with the user by t0admin.auth.ModelBackend; asked for a user signed in just now.
+    names = getattr(user, "group_names", None)
+    if names is None:
+        names = user.groups.values_list("name", flat=True)
+    if set(names) & set(ROLES) != {wanted}:
         set_role(user, wanted)
 
 

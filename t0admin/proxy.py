@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from keys import roles
+from t0admin.auth import ModelBackend
 
 log = logging.getLogger("t0admin.proxy")
 
@@ -160,9 +161,10 @@ def is_proxy_admin(username: str, groups_header: str) -> bool:
     return bool(groups & set(settings.PROXY_ADMIN_GROUPS))
 
 
-class ProxyUserBackend(RemoteUserBackend):
+class ProxyUserBackend(ModelBackend, RemoteUserBackend):
     """Users appear on first sight, named as the proxy names them (lowercased: e-mail
-    addresses differ in case between identity providers, people do not)."""
+    addresses differ in case between identity providers, people do not). A session's
+    user comes with their permissions, as with sign-in (t0admin.auth.ModelBackend)."""
 
     def clean_username(self, username: str) -> str:
         return username.strip().lower()

@@ -238,10 +238,9 @@ AUTHENTICATION_BACKENDS = [
     # django-axes first, so that a locked-out name never reaches the password check; it
     # stays listed behind a proxy too (switched off there by AXES_ENABLED).
     "axes.backends.AxesStandaloneBackend",
-    # Behind a proxy: users by header. Permissions come from ModelBackend either way.
-    "t0admin.proxy.ProxyUserBackend"
-    if AUTH_MODE == "proxy"
-    else "django.contrib.auth.backends.ModelBackend",
+    # Behind a proxy: users by header. Either way Django's ModelBackend, reading a user
+    # and their permissions in one query (t0admin/auth.py).
+    "t0admin.proxy.ProxyUserBackend" if AUTH_MODE == "proxy" else "t0admin.auth.ModelBackend",
 ]
 
 

@@ -106,7 +106,7 @@ def create_through_fault(
     form = browser.create_form(mode)
     link.arm(mode, refuse_seconds)
     answer = browser.post("/api-keys/new", form, **headers)
-    assert link.tripped.is_set()
+    assert link.tripped.is_set(), (answer.status, answer.body[:2000])
     return form, answer
 
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from keys import roles
 
@@ -67,6 +70,28 @@ def test_mapped_group_makes_an_admin(client: Client, settings: Any) -> None:
         client, **{"X-Forwarded-Email": "ann@example.com", "X-Forwarded-Groups": "staff,key-admins"}
     )
     assert roles.role_of(User.objects.get(username="ann@example.com")) == "admin"
+
+
+def test_a_known_user_costs_one_query_for_who_they_are(client: Client, settings: Any) -> None:
+    """The user, their permissions and their groups (for the role's check) in one query."""
+    get(client, **{"X-Forwarded-Email": "ann@example.com"})
+    with CaptureQueriesContext(connection) as queries:
+        assert get(client, **{"X-Forwarded-Email": "ann@example.com"}).status_code == 200
+    asked = [q["sql"] for q in queries if re.search(r"\bauth_(user|group|perm)", q["sql"])]
+    assert len(asked) == 1 and "group_names" in asked[0], asked
+    # The role still follows the proxy, from the names read with the user.
+    settings.PROXY_ADMINS = ["ann@example.com"]
+    assert b"Generate API Key" in get(client, **{"X-Forwarded-Email": "ann@example.com"}).content
+    assert roles.role_of(User.objects.get(username="ann@example.com")) == "admin"
+    # Taken away again: this very request may no longer write.
+    settings.PROXY_ADMINS = []
+    assert (
+        b"Generate API Key" not in get(client, **{"X-Forwarded-Email": "ann@example.com"}).content
+    )
+    refused = client.post(
+        "/api-keys/new", REMOTE_ADDR=PROXY, headers={"X-Forwarded-Email": "ann@example.com"}
+    )
+    assert refused.status_code == 403
 
 
 def test_groups_header_is_ignored_unless_groups_are_mapped(client: Client) -> None:

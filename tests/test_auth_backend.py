@@ -1,0 +1,124 @@
+"""The session's user and their permissions, read in one query (t0admin.auth.ModelBackend),
+give the same answers as Django's ModelBackend."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import backends
+from django.contrib.auth.models import Group, Permission, User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils.functional import SimpleLazyObject
+
+from keys import roles
+from keys.models import ApiKey
+from t0admin.auth import ModelBackend
+from t0admin.proxy import ProxyUserBackend
+from tests.test_views import new_form
+
+pytestmark = pytest.mark.django_db
+
+
+def permission(name: str) -> Permission:
+    app_label, codename = name.split(".")
+    return Permission.objects.get(content_type__app_label=app_label, codename=codename)
+
+
+def djangos(user: User) -> set[str]:
+    """What Django's own backend finds, from a fresh copy of the user."""
+    return backends.ModelBackend().get_all_permissions(User.objects.get(pk=user.pk))
+
+
+@pytest.fixture
+def users() -> dict[str, User]:
+    made = {
+        name: User.objects.create_user(name, password="a long password 123")
+        for name in ("none", "viewer", "admin", "direct", "both", "two_groups")
+    }
+    roles.set_role(made["viewer"], roles.VIEWERS)
+    roles.set_role(made["admin"], roles.ADMINS)
+    made["direct"].user_permissions.add(permission("keys.add_apikey"))
+    roles.set_role(made["both"], roles.VIEWERS)
+    made["both"].user_permissions.add(
+        permission("keys.change_apikey"), permission("auth.view_user")
+    )
+    extra = Group.objects.create(name="another group")
+    extra.permissions.add(permission("keys.view_apikey"), permission("auth.view_group"))
+    made["two_groups"].groups.add(extra, Group.objects.get(name=roles.ADMINS))
+    return made
+
+
+@pytest.mark.parametrize("backend", [ModelBackend(), ProxyUserBackend()])
+def test_the_same_permissions_as_djangos_backend(users: dict[str, User], backend) -> None:  # type: ignore[no-untyped-def]
+    for name, user in users.items():
+        loaded = backend.get_user(user.pk)
+        assert loaded == user
+        assert loaded.get_all_permissions() == djangos(user), name
+        assert sorted(loaded.group_names) == sorted(user.groups.values_list("name", flat=True))
+    assert djangos(users["none"]) == set()
+    assert djangos(users["both"]) == {
+        *roles.VIEWER_PERMISSIONS,
+        "keys.change_apikey",
+        "auth.view_user",
+    }
+
+
+def test_one_query_for_the_user_and_every_permission_check(users: dict[str, User]) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        user = ModelBackend().get_user(str(users["viewer"].pk))  # as the session keeps it
+        assert user.has_perm("keys.view_apikey") and user.has_perm("keys.view_auditevent")
+        assert not user.has_perm("keys.change_apikey")
+        assert roles.role_of(user) == "viewer"
+    assert len(queries) == 1
+    # Django's backend: the user, then their own permissions, then their groups'.
+    with CaptureQueriesContext(connection) as queries:
+        user = backends.ModelBackend().get_user(users["viewer"].pk)
+        assert user.has_perm("keys.view_apikey")
+    assert len(queries) == 3
+
+
+def test_a_role_changed_within_the_request_is_seen(users: dict[str, User]) -> None:
+    # As AuthenticationMiddleware hands it to the views: a lazy object around the user.
+    user = SimpleLazyObject(lambda: ModelBackend().get_user(users["viewer"].pk))
+    assert not user.has_perm("keys.change_apikey")
+    roles.set_role(user, roles.ADMINS)
+    assert user.has_perm("keys.change_apikey")
+    roles.set_role(user, None)
+    assert not user.has_perm("keys.view_apikey")
+
+
+def test_superusers_keep_every_permission() -> None:
+    root = User.objects.create_superuser("root", password="a long password 123")
+    loaded = ModelBackend().get_user(root.pk)
+    assert loaded.has_perm("keys.change_apikey") and loaded.has_perm("auth.delete_user")
+    assert loaded.get_all_permissions() == djangos(root)
+    assert len(loaded.get_all_permissions()) == Permission.objects.count()
+
+
+def test_unknown_inactive_and_malformed_ids_are_nobody(users: dict[str, User]) -> None:
+    backend = ModelBackend()
+    gone = users["admin"].pk
+    User.objects.filter(pk=gone).delete()
+    assert backend.get_user(gone) is None
+    users["viewer"].is_active = False
+    users["viewer"].save()
+    assert backend.get_user(users["viewer"].pk) is None
+    assert backend.get_user("not a number") is None
+    assert backend.get_user(None) is None
+
+
+def test_a_key_admin_signed_in_lists_and_creates_keys(users: dict[str, User]) -> None:
+    client = Client()
+    signed_in = client.post("/sign-in", {"username": "admin", "password": "a long password 123"})
+    assert signed_in.status_code == 302
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get("/api-keys")
+    assert page.status_code == 200 and b"Generate API Key" in page.content
+    # The session, then the user with their permissions; none asked for again.
+    asked = [query["sql"] for query in queries if "auth_permission" in query["sql"]]
+    assert len(asked) == 1 and "permission_names" in asked[0]
+    created = client.post("/api-keys/new", new_form(client, description="by a key admin"))
+    assert created.status_code == 200
+    assert ApiKey.objects.filter(description="by a key admin").exists()
+    assert client.session["_auth_user_backend"] == "t0admin.auth.ModelBackend"
