@@ -122,3 +122,17 @@ def test_a_key_admin_signed_in_lists_and_creates_keys(users: dict[str, User]) ->
     assert created.status_code == 200
     assert ApiKey.objects.filter(description="by a key admin").exists()
     assert client.session["_auth_user_backend"] == "t0admin.auth.ModelBackend"
+
+
+def test_a_session_from_before_names_djangos_backend_and_signs_in_again(
+    users: dict[str, User],
+) -> None:
+    """What the README promises for sessions made before this backend: one sign-in again,
+    not an error."""
+    client = Client()
+    client.force_login(users["admin"], backend="django.contrib.auth.backends.ModelBackend")
+    page = client.get("/api-keys")
+    assert page.status_code == 302 and page["Location"] == "/sign-in?next=/api-keys"
+    signed_in = client.post("/sign-in", {"username": "admin", "password": "a long password 123"})
+    assert signed_in.status_code == 302
+    assert client.get("/api-keys").status_code == 200
