@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import backends, get_user_model
+from django.contrib.auth import backends
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
@@ -56,19 +58,22 @@ class ModelBackend(backends.ModelBackend):
     groups (`group_names`, for keys.roles) in the same query."""
 
     def get_user(self, user_id: Any) -> Any:
-        user_model = get_user_model()
+        # The query names auth.User's tables: t0admin keeps Django's user model.
         try:
-            pk = user_model._meta.pk.to_python(user_id)  # type: ignore[union-attr]
+            pk = User._meta.pk.to_python(user_id)  # type: ignore[union-attr]
         except ValidationError:
             return None
-        found = user_model._default_manager.raw(USER_WITH_PERMISSIONS, [pk])
-        user: Any = next(iter(found), None)  # with the query's permission_names
+        user: Any = next(iter(User.objects.raw(USER_WITH_PERMISSIONS, [pk])), None)
         if user is None or not self.user_can_authenticate(user):
             return None
+        permission_names = user.__dict__.pop("permission_names")
         if not user.is_superuser:  # a superuser's checks are answered without asking
             # Where ModelBackend.get_all_permissions keeps the same set for the request.
-            user._perm_cache = set(user.permission_names)
+            user._perm_cache = set(permission_names)
         return user
+
+    async def aget_user(self, user_id: Any) -> Any:
+        return await sync_to_async(self.get_user)(user_id)
 
 
 def _in_words(delay: timedelta) -> str:

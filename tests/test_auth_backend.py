@@ -3,9 +3,13 @@ give the same answers as Django's ModelBackend."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth import backends
 from django.contrib.auth.models import Group, Permission, User
+from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -88,6 +92,20 @@ def test_a_role_changed_within_the_request_is_seen(users: dict[str, User]) -> No
     assert not user.has_perm("keys.view_apikey")
 
 
+def test_the_proxy_role_sync_sees_its_own_changes_within_the_request(
+    users: dict[str, User],
+) -> None:
+    user = SimpleLazyObject(lambda: ModelBackend().get_user(users["viewer"].pk))
+    roles.sync_proxy_role(user, admin=True)
+    assert user.has_perm("keys.change_apikey")
+    # Had the group names read with the user stayed, this would see "Key viewers" still
+    # and leave the admin role in place.
+    roles.sync_proxy_role(user, admin=False)
+    assert not user.has_perm("keys.change_apikey") and user.has_perm("keys.view_apikey")
+    assert roles.role_of(User.objects.get(pk=users["viewer"].pk)) == "viewer"
+    assert not hasattr(user, "permission_names")  # read once, into Django's cache
+
+
 def test_superusers_keep_every_permission() -> None:
     root = User.objects.create_superuser("root", password="a long password 123")
     loaded = ModelBackend().get_user(root.pk)
@@ -124,11 +142,24 @@ def test_a_key_admin_signed_in_lists_and_creates_keys(users: dict[str, User]) ->
     assert client.session["_auth_user_backend"] == "t0admin.auth.ModelBackend"
 
 
-def test_a_session_from_before_names_djangos_backend_and_signs_in_again(
+def test_sessions_from_before_are_carried_over_by_the_migration(users: dict[str, User]) -> None:
+    client = Client()
+    client.force_login(users["admin"], backend="django.contrib.auth.backends.ModelBackend")
+    other = Client()
+    other.force_login(users["viewer"])  # already the new backend: left as it was
+    stored = Session.objects.get(pk=other.session.session_key).session_data
+    assert client.get("/api-keys").status_code == 302  # not listed any more: signed out
+    carry_over = importlib.import_module("keys.migrations.0006_sessions_to_t0admin_backend")
+    carry_over.to_t0admin_backend(django_apps, None)
+    assert client.get("/api-keys").status_code == 200  # the same session, signed in
+    assert client.session["_auth_user_backend"] == "t0admin.auth.ModelBackend"
+    assert Session.objects.get(pk=other.session.session_key).session_data == stored
+
+
+def test_a_session_naming_djangos_backend_signs_in_again_without_an_error(
     users: dict[str, User],
 ) -> None:
-    """What the README promises for sessions made before this backend: one sign-in again,
-    not an error."""
+    """One made by a process still running the old code while the new one migrated."""
     client = Client()
     client.force_login(users["admin"], backend="django.contrib.auth.backends.ModelBackend")
     page = client.get("/api-keys")
