@@ -439,6 +439,8 @@ def _audit_filters(request: HtmxHttpRequest) -> tuple[QuerySet[AuditEvent], dict
     for name, (field, valid, message) in AUDIT_FILTERS.items():
         value = request.GET.get(name, "").strip()
         if value:
+            if "\x00" in value:  # PostgreSQL's text cannot hold one: no record has it
+                raise BadFilter(f"{name} cannot contain NUL bytes.")
             if not valid(value):
                 raise BadFilter(message)
             events = events.filter(**{field: value})

@@ -64,6 +64,17 @@ def test_bad_filters_are_400(admin_client: Client, history, query: str) -> None:
     assert admin_client.get(f"/api-keys/audit/export?{query}").status_code == 400
 
 
+@pytest.mark.parametrize("name", ["actor", "incident", "action", "reason", "key"])
+@pytest.mark.parametrize("path", ["/api-keys/audit", "/api-keys/audit/export"])
+def test_a_nul_byte_in_a_filter_is_400_in_words(
+    admin_client: Client, history, name: str, path: str
+) -> None:  # type: ignore[no-untyped-def]
+    # PostgreSQL refuses NUL in text: asked as it came, this was a 500.
+    response = admin_client.get(path, {name: "bob\x00"})
+    assert response.status_code == 400
+    assert "NUL" in response.content.decode()
+
+
 def test_csv_export_is_streamed_and_neutralises_formulas(admin_client: Client, history) -> None:  # type: ignore[no-untyped-def]
     response = admin_client.get("/api-keys/audit/export?format=csv")
     assert response["Content-Type"].startswith("text/csv")
