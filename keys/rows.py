@@ -14,6 +14,7 @@ hx-target), and the edit view retargets itself to its row.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, tzinfo
@@ -56,7 +57,14 @@ def _local(value: datetime, zone: tzinfo) -> tuple[str, str]:
     both, in a function that runs once or twice a row."""
     local = value.astimezone(zone)
     machine = local.isoformat()
-    return machine, f"{machine[:10]} {machine[11:16]} {escape(local.tzname() or '')}"
+    return machine, f"{machine[:10]} {machine[11:16]} {_zone_name(local.tzname())}"
+
+
+@functools.cache
+def _zone_name(name: str | None) -> str:
+    """A zone's abbreviation (UTC, CET, CEST...), escaped: the same few, thousands of times
+    on a big page."""
+    return escape(name or "")
 
 
 def _time(value: datetime | None, zone: tzinfo) -> str:
@@ -88,7 +96,7 @@ def splice(response: HttpResponse, mark: str, keys: Sequence[Row], **options: An
             raise RuntimeError("the page has no place for its rows (rows.place)")
         return response
     # Each row encoded on its own and joined once: no 10,000-row str, which (with one
-    # "—" in it) would hold two bytes a character, beside its encoded copy.
+    # "—" in a description) would hold two bytes a character, beside its encoded copy.
     charset = response.charset  # a property that parses Content-Type: read once
     rows = (row.encode(charset) for row in _rows(keys, **options))
     response.content = b"".join([head, *rows, tail])
@@ -115,10 +123,11 @@ def _rows(
     for key in keys:
         status = key.status(now)  # Active, Disabled or Expired: fixed words, no escaping
         css = status.lower()
-        pid = escape(key.public_id)  # another tool may have written the row
-        # In links: as it is when it is what the gateway makes (letters and digits), else
-        # percent-encoded, so that a "/" or ".." in it cannot point the link elsewhere.
-        ref = pid if pid.isascii() and pid.isalnum() else quote(key.public_id, safe="")
+        pid = ref = key.public_id
+        if not (pid.isascii() and pid.isalnum()):  # not what the gateway makes: another
+            # tool wrote the row. Escaped in the page; in links percent-encoded, so that a
+            # "/" or ".." in it cannot point the link elsewhere.
+            pid, ref = escape(pid), quote(pid, safe="")
         if status == "Active":
             badge = '<span class="badge active">Active</span>'
         else:
@@ -153,10 +162,12 @@ def _rows(
                     f' form="keys-bulk" aria-label="Select {pid}">'
                 )
         # visible: secrets hidden, invisible characters shown (keys/text.py), escaped.
+        # No description: an em dash, written as a reference so that the row stays ASCII,
+        # which Python builds and encodes as plain bytes (10,000 rows: 5 ms less).
         yield (
             f'<tr id="key-{pid}" class="status-{css}">\n'
             f"<td><code>{pid}</code></td>\n"
-            f'<td class="description">{text.visible(key.description) or "—"}</td>\n'
+            f'<td class="description">{text.visible(key.description) or "&#8212;"}</td>\n'
             f"<td>{badge}</td>\n"
             f"<td>{_time(key.expires_at, zone)}</td>\n"
             f"<td>{_time(key.created_at, zone)}</td>\n"
