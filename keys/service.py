@@ -275,11 +275,18 @@ def already_submitted(form_token: uuid.UUID) -> AlreadySubmitted:
     )
 
 
-def get_key(public_id: str) -> ApiKey:
+def get_key(public_id: str, *, lock: bool = False) -> ApiKey:
+    """The key; with `lock` (in a transaction), its row locked until the transaction ends.
+
+    A write reads the key locked, before it changes anything: what it reads (a description's
+    old text for the audit trail, whether the key is still active) is then what it changes,
+    whatever another request does meanwhile; and its own timestamps (Now(), the statement's
+    start) are taken once the lock is held, not before a wait for it."""
     if not tokens.is_public_id(public_id):
         raise KeyNotFound(f"No API key has the public ID {public_id!r}.")
+    keys = ApiKey.objects.select_for_update() if lock else ApiKey.objects
     try:
-        return ApiKey.objects.get(public_id=public_id)
+        return keys.get(public_id=public_id)
     except ApiKey.DoesNotExist:
         raise KeyNotFound(f"No API key has the public ID {public_id}.") from None
 
@@ -302,7 +309,7 @@ def disable_key(*, actor: str, public_id: str) -> tuple[ApiKey, bool]:
     """
     with _writing(f"disabling key {public_id}") as write:
         write.saved = ApiKey.objects.filter(public_id=public_id, disabled_at__isnull=False).exists
-        api_key = get_key(public_id)
+        api_key = get_key(public_id, lock=True)
         changed = _disable(api_key)
         api_key.refresh_from_db()
         if changed:
@@ -400,8 +407,10 @@ def set_description(*, actor: str, public_id: str, description: str | None) -> A
     description = clean_description(description)
     with _writing(f"editing the description of key {public_id}") as write:
         write.saved = ApiKey.objects.filter(public_id=public_id, description=description).exists
-        api_key = get_key(public_id)
+        api_key = get_key(public_id, lock=True)
         before = api_key.description
+        if before == description:  # a form sent twice, or saved unchanged: nothing to record
+            return api_key
         ApiKey.objects.filter(pk=api_key.pk).update(description=description, updated_at=Now())
         api_key.refresh_from_db()
         AuditEvent.objects.create(
@@ -456,7 +465,7 @@ def rotate_key(
     """
     with _writing(f"rotating key {public_id}") as write:
         # Locked: two rotations of one key at once would make two replacements.
-        old = ApiKey.objects.select_for_update().get(pk=get_key(public_id).pk)
+        old = get_key(public_id, lock=True)
         if form_token is not None and AuditEvent.objects.filter(form_token=form_token).exists():
             raise already_submitted(form_token)
         now = timezone.now()

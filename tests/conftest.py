@@ -150,6 +150,16 @@ def viewer_client(client, viewer):  # type: ignore[no-untyped-def]
     return client
 
 
+@pytest.fixture
+def locker() -> Iterator[psycopg.Connection]:
+    """A connection of the test's own that holds locks the app's write has to wait for
+    (with tests.locks.wait_until_blocked)."""
+    from tests.servers import test_database_url
+
+    with psycopg.connect(test_database_url()) as connection:
+        yield connection
+
+
 @pytest.fixture(autouse=True)
 def _empty_gateway_table_after_transactional_tests(request):  # type: ignore[no-untyped-def]
     """Django's flush after a transactional test skips unmanaged tables: empty it here."""

@@ -8,8 +8,7 @@ does, the write's own answer must carry its result (the secret), and the sign-ou
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import psycopg
@@ -21,7 +20,7 @@ from django.utils import timezone
 from keys import roles, service
 from keys.models import ApiKey
 from tests.conftest import gateway_accepts
-from tests.servers import test_database_url as database_url
+from tests.locks import wait_until_blocked
 from tests.webclient import KEY_RE, Response, WebClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -40,27 +39,6 @@ def signed_in(live_server_url: str) -> Callable[[], WebClient]:
         return browser
 
     return sign_in
-
-
-@pytest.fixture
-def locker() -> Iterator[psycopg.Connection]:
-    """A connection of the test's own that holds locks the app's write has to wait for."""
-    with psycopg.connect(database_url()) as connection:
-        yield connection
-
-
-def wait_until_blocked(locker: psycopg.Connection) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with psycopg.connect(database_url(), autocommit=True) as probe:
-            row = probe.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            ).fetchone()
-        if row and row[0]:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the write never reached the lock")
 
 
 def race(browser: WebClient, locker: psycopg.Connection, send: Callable[[], Response]) -> Response:
