@@ -92,6 +92,10 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("T0ADMIN_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 READ_ONLY = env_flag("TENSORZERO_UI_READ_ONLY")
+# Disable selected posts one field per ticked key, up to keys.service.MAX_BULK (10,000, a
+# list page at its largest), beside a few of its own; Django's default of 1,000 fields
+# refused 998 keys and more as "larger than t0admin accepts".
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000 + 100
 GATEWAY_URL = os.environ.get("TENSORZERO_GATEWAY_URL", "").strip() or "http://localhost:3000"
 # The default above only fills in a usage example; asking a gateway about leaked keys needs
 # one that was really named (keys.gateway_probe).

@@ -137,3 +137,25 @@ def test_viewer_cannot_disable_selected(viewer_client) -> None:  # type: ignore[
         "/api-keys/disable-selected", {"public_id": [key.api_key.public_id], "confirmed": "yes"}
     )
     assert response.status_code == 403 and gateway_accepts(key.secret)
+
+
+def test_as_many_keys_as_a_list_page_shows_can_be_disabled_at_once(admin_client) -> None:  # type: ignore[no-untyped-def]
+    """A ?limit=10000 page offers 10,000 checkboxes: each is a form field of its own."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO public.tensorzero_auth_api_key (organization, workspace, public_id, hash)"
+            " SELECT 'default', 'default',"
+            "  translate(encode(substring(r FROM 1 FOR 9), 'base64'), '+/', 'Pq'),"
+            "  encode(sha256(r), 'hex')"
+            " FROM (SELECT sha256(uuid_send(gen_random_uuid())) AS r"
+            "       FROM generate_series(1, %s)) AS source",
+            [service.MAX_BULK],
+        )
+    ids = list(ApiKey.objects.values_list("public_id", flat=True))
+    assert len(ids) == service.MAX_BULK
+    form = {"public_id": ids, "confirmed": "yes", "csrfmiddlewaretoken": "x" * 64}
+    done = admin_client.post("/api-keys/disable-selected", form, **HTMX)
+    assert done.status_code == 200, done.content[:300]
+    assert f"{service.MAX_BULK} API keys disabled" in done.content.decode()
+    assert not ApiKey.objects.filter(disabled_at__isnull=True).exists()
+    assert AuditEvent.objects.filter(action="disable").count() == service.MAX_BULK
