@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
@@ -44,6 +45,24 @@ def _what_changed() -> tuple[list[str], tuple[str, ...]]:
     return [NOTHING_CHANGED], ()
 
 
+def _held_up(error: BaseException) -> str | None:
+    """Words for a database that answered but would not wait any longer (t0admin's lock
+    and statement timeouts, README "Configuration"); None for any other failure."""
+    cause = error.__cause__
+    if isinstance(cause, psycopg.errors.LockNotAvailable):
+        return (
+            "Another change held what this needed (a key, or the table of keys) for longer "
+            "than t0admin waits: another admin's change, or a long transaction or a "
+            "migration on the database."
+        )
+    if isinstance(cause, psycopg.errors.QueryCanceled):
+        return (
+            "The database did not finish this in the time t0admin allows and cancelled it: "
+            "it is overloaded, or a long transaction or a migration holds it up."
+        )
+    return None
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     # Django calls this inside its exception handler, wherever the error arose (a view or
     # a middleware loading the session), so the cause is still in sys.exc_info().
@@ -70,18 +89,25 @@ def server_error(request: HttpRequest) -> HttpResponse:
         return response
     changed, saved = _what_changed()
     if isinstance(error, OperationalError | InterfaceError):
-        response = _page(
-            request,
-            503,
-            title="Database unavailable",
-            heading="The database cannot be reached",
-            paragraphs=[
+        held_up = _held_up(error)
+        if held_up:
+            title, heading, last = "Database busy", "The database is busy", "Try again in a moment."
+            paragraphs = [held_up, *changed, last]
+        else:
+            title, heading = "Database unavailable", "The database cannot be reached"
+            paragraphs = [
                 "t0admin cannot reach the gateway's PostgreSQL database right now, so API "
                 "keys can be neither shown nor changed.",
                 *changed,
                 "Try again in a moment; if this persists, check that the database is "
                 "running and that TENSORZERO_POSTGRES_URL points at it.",
-            ],
+            ]
+        response = _page(
+            request,
+            503,
+            title=title,
+            heading=heading,
+            paragraphs=paragraphs,
             saved=saved,
             show_audit=bool(saved),
         )

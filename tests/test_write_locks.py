@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import psycopg
 import pytest
-from django.db import connections
+from django.contrib.auth.models import User
+from django.db import connection, connections
+from django.test import Client
 from django.utils import timezone
 
 from keys import service
 from keys.models import ApiKey, AuditEvent
+from tests.conftest import gateway_accepts
 from tests.locks import wait_until_blocked
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,3 +119,59 @@ def test_a_disable_that_waited_for_a_lock_is_stamped_when_it_took_effect(
     assert disabled_at is not None
     # Held a second after the disable began waiting: stamped after that, not when it began.
     assert disabled_at - waited_from > timedelta(seconds=0.9), disabled_at - waited_from
+
+
+@pytest.fixture
+def impatient(db: None) -> Iterator[Client]:
+    """A signed-in admin whose requests wait 0.3 s for a lock (not the 3 s of settings),
+    set on this thread's connection, which the test client's requests use; reset after."""
+    admin = User.objects.create_superuser("impatient", password="unused-password-123")
+    client = Client(raise_request_exception=False)  # a view's error: the 5xx page
+    client.force_login(admin)
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '300ms'")
+    try:
+        yield client
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+            cursor.execute("RESET statement_timeout")
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
+def test_a_write_that_cannot_get_its_lock_says_the_database_is_busy(
+    impatient: Client, locker: psycopg.Connection, htmx: bool
+) -> None:
+    """Found by a probe: a lock timeout was answered "The database cannot be reached"."""
+    created = service.create_key(actor="alice")
+    public_id = created.api_key.public_id
+    locker.execute(
+        "SELECT 1 FROM public.tensorzero_auth_api_key WHERE public_id = %s FOR UPDATE", [public_id]
+    )
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    answer = impatient.post(f"/api-keys/{public_id}/disable", **headers)
+    locker.rollback()
+    body = answer.content.decode()
+    assert answer.status_code == 503 and answer["Retry-After"] == "5"
+    assert "The database is busy" in body and "Another change held" in body, body
+    assert "cannot be reached" not in body and "TENSORZERO_POSTGRES_URL" not in body
+    assert "Nothing was changed." in body
+    assert (answer.get("HX-Retarget") == "#modal-body") is htmx
+    assert gateway_accepts(created.secret)
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.DISABLE).exists()
+
+
+def test_a_page_past_the_statement_timeout_says_the_database_is_busy(
+    impatient: Client, locker: psycopg.Connection
+) -> None:
+    service.create_key(actor="alice")
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = 0")  # the statement timeout is what ends the wait
+        cursor.execute("SET statement_timeout = '300ms'")
+    locker.execute("LOCK TABLE public.tensorzero_auth_api_key IN ACCESS EXCLUSIVE MODE")
+    answer = impatient.get("/api-keys")
+    locker.rollback()
+    body = answer.content.decode()
+    assert answer.status_code == 503
+    assert "The database is busy" in body and "did not finish this in the time" in body, body
+    assert impatient.get("/api-keys").status_code == 200  # once the lock is gone
