@@ -56,6 +56,20 @@ class CannotRotate(ServiceError):
     pass
 
 
+class DescriptionChanged(ServiceError):
+    """Another change to the description came first, after the editor's form was opened:
+    saving would overwrite it unseen. `api_key` is the key as it is now."""
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+        now = text.editable(api_key.description)
+        super().__init__(
+            "While you were editing, someone else changed this description"
+            + (f" to “{now}”." if now else ": it is now empty.")
+            + " Save again to replace it with yours, or cancel to keep it."
+        )
+
+
 class OutcomeUnknown(Exception):
     """The connection broke while the database committed a write, and the database could
     not be asked afterwards: the change may or may not have been saved."""
@@ -403,7 +417,11 @@ def disable_keys(
     )
 
 
-def set_description(*, actor: str, public_id: str, description: str | None) -> ApiKey:
+def set_description(
+    *, actor: str, public_id: str, description: str | None, was: str | None = None
+) -> ApiKey:
+    """`was`: the description as the editor's form showed it (text.editable); if it has
+    changed since, DescriptionChanged instead of overwriting that change unseen."""
     description = clean_description(description)
     with _writing(f"editing the description of key {public_id}") as write:
         write.saved = ApiKey.objects.filter(public_id=public_id, description=description).exists
@@ -411,6 +429,8 @@ def set_description(*, actor: str, public_id: str, description: str | None) -> A
         before = api_key.description
         if before == description:  # a form sent twice, or saved unchanged: nothing to record
             return api_key
+        if was is not None and (text.editable(before) or "") != was:
+            raise DescriptionChanged(api_key)
         ApiKey.objects.filter(pk=api_key.pk).update(description=description, updated_at=Now())
         api_key.refresh_from_db()
         AuditEvent.objects.create(

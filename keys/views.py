@@ -384,8 +384,12 @@ def rotate_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
 def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     public_id = api_key.public_id
     if request.method == "GET":
-        form = DescriptionForm(initial={"description": text.editable(api_key.description)})
-        response = _render(request, "keys/edit.html", "edit_row", {"key": api_key, "form": form})
+        shown = text.editable(api_key.description)
+        form = DescriptionForm(initial={"description": shown})
+        # was: what the form started from, so that saving cannot overwrite, unseen, a change
+        # someone else made meanwhile (service.DescriptionChanged).
+        context = {"key": api_key, "form": form, "was": shown or ""}
+        response = _render(request, "keys/edit.html", "edit_row", context)
         if request.htmx:
             # The row's link carries no htmx attributes (the tbody's send it to the
             # dialog): the form replaces the row it was opened from.
@@ -393,14 +397,23 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
             reswap(response, "outerHTML")
         return response
     form = DescriptionForm(request.POST)
+    was = request.POST.get("was")  # absent (an older page, a script): no check
     if not form.is_valid():
-        context = {"key": api_key, "form": form}
+        context = {"key": api_key, "form": form, "was": was}
         return _render(request, "keys/edit.html", "edit_row", context, status=400)
-    api_key = service.set_description(
-        actor=request.user.get_username(),
-        public_id=public_id,
-        description=form.cleaned_data["description"],
-    )
+    try:
+        api_key = service.set_description(
+            actor=request.user.get_username(),
+            public_id=public_id,
+            description=form.cleaned_data["description"],
+            was=was,
+        )
+    except service.DescriptionChanged as changed:
+        # The editor's text stays in the box; saving again replaces what is there now.
+        form.add_error("description", str(changed))
+        now = changed.api_key
+        context = {"key": now, "form": form, "was": text.editable(now.description) or ""}
+        return _render(request, "keys/edit.html", "edit_row", context, status=409)
     if request.htmx:
         last_used = _last_used(usage.availability(), [public_id])
         return _render(

@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from keys import service
-from keys.models import ApiKey
+from keys.models import ApiKey, AuditEvent
 from tests.conftest import gateway_accepts
 
 pytestmark = pytest.mark.django_db
@@ -460,6 +460,50 @@ def test_edit_description_without_javascript(admin_client: Client) -> None:
     )
     assert response.redirect_chain == [("/api-keys", 302)]
     assert ApiKey.objects.get().description == "new"
+
+
+def form_was(html: str) -> str:
+    """The edit form's hidden `was`: the description as the form started from."""
+    found = re.search(r'<input type="hidden" name="was" value="([^"]*)">', html)
+    assert found, html
+    return unescape(found.group(1))
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
+def test_an_edit_does_not_overwrite_unseen_a_change_made_since_its_form_opened(
+    admin_client: Client, htmx: bool
+) -> None:
+    """Two admins edit one description: the second to save is told, not overwritten."""
+    headers = HTMX if htmx else {}
+    public_id = service.create_key(actor="t", description="orig").api_key.public_id
+    url = f"/api-keys/{public_id}/description"
+    was = form_was(admin_client.get(url, **headers).content.decode())
+    assert was == "orig"
+    service.set_description(actor="bob", public_id=public_id, description="bob's <b>")
+    refused = admin_client.post(url, {"description": "mine", "was": was}, **headers)
+    html = refused.content.decode()
+    assert refused.status_code == 409
+    assert "someone else changed this description to “bob&#x27;s &lt;b&gt;”" in html, html
+    assert 'value="mine"' in html  # the editor's text is kept in the box
+    assert ApiKey.objects.get().description == "bob's <b>"
+    # Saving again, from the form as it came back, replaces bob's text knowingly.
+    saved = admin_client.post(url, {"description": "mine", "was": form_was(html)}, **headers)
+    assert saved.status_code in (200, 302)
+    assert ApiKey.objects.get().description == "mine"
+    history = [e.detail for e in AuditEvent.objects.filter(action="describe").order_by("id")]
+    assert history == [
+        {"before": "orig", "after": "bob's <b>"},
+        {"before": "bob's <b>", "after": "mine"},
+    ]
+
+
+def test_an_edit_of_a_description_nobody_changed_saves(admin_client: Client) -> None:
+    public_id = service.create_key(actor="t").api_key.public_id
+    url = f"/api-keys/{public_id}/description"
+    was = form_was(admin_client.get(url).content.decode())
+    assert was == ""
+    assert admin_client.post(url, {"description": "first", "was": was}).status_code == 302
+    assert ApiKey.objects.get().description == "first"
 
 
 def test_empty_description_stores_null(admin_client: Client) -> None:
