@@ -13,12 +13,14 @@ from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.views.decorators.cache import never_cache
 
 from keys import roles
+from keys.permissions import return_to
 
 
 def context(request: HttpRequest) -> dict[str, object]:
@@ -133,7 +135,12 @@ class SignInRequiredMiddleware(LoginRequiredMiddleware):
     def handle_no_permission(  # type: ignore[override]
         self, request: HttpRequest, view_func: Any
     ) -> HttpResponse:
-        response = super().handle_no_permission(request, view_func)
+        # As Django's, but a form sent (POST) returns to the page it was sent from.
+        response = redirect_to_login(
+            return_to(request),
+            resolve_url(self.get_login_url(view_func)),
+            self.get_redirect_field_name(view_func),
+        )
         if request.headers.get("HX-Request") != "true":
             return response
         whole_page = HttpResponse(status=204)

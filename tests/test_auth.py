@@ -14,7 +14,8 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from keys import roles
+from keys import roles, service
+from tests.conftest import gateway_accepts
 
 pytestmark = pytest.mark.django_db
 
@@ -42,6 +43,43 @@ def test_htmx_request_of_a_stranger_redirects_the_whole_page(client: Client) -> 
     response = client.get("/api-keys", headers={"HX-Request": "true"})
     assert response.status_code == 204
     assert response["HX-Redirect"] == "/sign-in?next=/api-keys"
+
+
+def test_a_form_sent_after_the_session_ended_returns_to_its_page_once_signed_in(
+    client: Client, alice: User
+) -> None:
+    """Found by a probe: an htmx Disable or Find whose session had ended came back, after
+    signing in, to its POST-only address, which answered 405."""
+    key = service.create_key(actor="alice")
+    public_id = key.api_key.public_id
+    htmx = {"HX-Request": "true", "HX-Current-URL": "http://localhost/api-keys?q=prod"}
+    sent = client.post(f"/api-keys/{public_id}/disable", headers=htmx, HTTP_HOST="localhost")
+    assert sent.status_code == 204
+    assert sent["HX-Redirect"] == "/sign-in?next=/api-keys%3Fq%3Dprod"
+    assert gateway_accepts(key.secret)  # nothing was done
+    form = client.get(sent["HX-Redirect"], HTTP_HOST="localhost").content.decode()
+    assert 'name="next" value="/api-keys?q=prod"' in form
+    signed_in = client.post(
+        "/sign-in",
+        {"username": "alice", "password": PASSWORD, "next": "/api-keys?q=prod"},
+        HTTP_HOST="localhost",
+    )
+    page = client.get(signed_in["Location"], HTTP_HOST="localhost")
+    assert signed_in["Location"] == "/api-keys?q=prod" and page.status_code == 200
+    assert "what you sent was not done: nothing was changed" in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"HX-Request": "true", "HX-Current-URL": "https://elsewhere.example/api-keys"}],
+    ids=["no-htmx", "another-site"],
+)
+def test_a_form_sent_after_the_session_ended_returns_to_the_list_otherwise(
+    client: Client, headers: dict[str, str]
+) -> None:
+    sent = client.post("/api-keys/find", {"query": "x"}, headers=headers, HTTP_HOST="localhost")
+    where = sent["HX-Redirect"] if headers else sent["Location"]
+    assert where == "/sign-in?next=/api-keys"
 
 
 def test_sign_in_page_is_open(client: Client) -> None:
