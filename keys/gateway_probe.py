@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from keys import tokens
+from keys import text, tokens
 
 CALL_TIMEOUT = 2.0  # seconds for one call (connect, then each read)
 RETRY_FOR = 4.0  # how long a key that should be refused is asked again: the TTL and then some
@@ -101,8 +101,12 @@ def configured_url() -> str | None:
     return settings.GATEWAY_URL if settings.GATEWAY_URL_SET else None
 
 
-def _printable(text: str, limit: int = 200) -> str:
-    clean = "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
+def _printable(words: str, limit: int = 200) -> str:
+    """The gateway's words as the page shows them: a secret in them (a gateway or a proxy
+    that repeats the key it refused) hidden before anything is cut, control characters
+    as spaces."""
+    words = tokens.redact(words, text.SECRET_MARK)
+    clean = "".join(" " if unicodedata.category(c).startswith("C") else c for c in words)
     return clean.strip()[:limit]
 
 

@@ -160,3 +160,22 @@ def test_auth_off_is_a_warning_on_the_page(admin_client, settings) -> None:  # t
         ).content.decode()
     assert "Authentication is switched off at the gateway" in html
     assert "STILL ACCEPTED by the gateway" in html
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"error": "TensorZero authentication error: Invalid API key %s"}',
+        b'{"error": {"message": "bad key %s"}}',
+        b"<html>401: %s is not allowed</html>",
+    ],
+    ids=["tensorzero", "openai-route", "a-proxy-page"],
+)
+def test_a_refusal_that_repeats_the_key_never_shows_its_secret(body: bytes) -> None:
+    """Found by a probe: a gateway or a proxy in front of it that echoes the refused key
+    in its 401 put the whole key on the leak page."""
+    secret = "A" * 48
+    key = f"sk-t0-{'B' * 12}-{secret}"
+    shown = gateway_probe._reason(body.replace(b"%s", key.encode()))
+    assert secret not in shown and secret[:20] not in shown, shown
+    assert "[secret hidden]" in shown
