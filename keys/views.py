@@ -8,7 +8,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
@@ -506,10 +506,17 @@ def parse_since(raw: str | None) -> datetime | None:
         if parsed is not None:
             if timezone.is_naive(parsed):
                 parsed = timezone.make_aware(parsed)
+            # Hours are counted around it: the first and last years cannot be.
+            if not SINCE_FROM <= parsed < SINCE_UNTIL:
+                raise ValueError("since must be between the years 1970 and 8999.")
             return parsed
     raise ValueError(
         "since must be a date and time such as 2026-11-27T09:30 or 2026-11-27T09:30:00Z."
     )
+
+
+SINCE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+SINCE_UNTIL = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 RATE_RULE = """[[rate_limiting.rules]]

@@ -288,6 +288,19 @@ def test_use_after_disable_beyond_the_cache_ttl_is_flagged(tables, admin_client:
     assert "1 of them more than the gateway's auth cache TTL (1000 ms) later" in html
 
 
+@pytest.mark.parametrize(
+    "since",
+    ["9999-12-31T23:30:00Z", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00%2B14:00"],
+)
+def test_a_since_at_the_ends_of_the_calendar_is_a_400_in_words(
+    admin_client: Client, since: str
+) -> None:
+    """Found by a probe: hours counted around these overflowed into a 500."""
+    response = admin_client.get(f"/api-keys/{new_key()}?since={since}")
+    assert response.status_code == 400
+    assert "since must be between the years 1970 and 8999" in response.content.decode()
+
+
 def test_key_page_answers_in_words_for_bad_input(admin_client: Client) -> None:
     assert admin_client.get("/api-keys/AAAAAAAAAAAA").status_code == 404
     response = admin_client.get(f"/api-keys/{new_key()}?since=yesterday")
