@@ -9,7 +9,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from keys import service, tokens
 from keys.models import AuditEvent
@@ -161,3 +161,12 @@ def test_probe_without_a_gateway_says_how_to_enable_it(report_file) -> None:  # 
     path, _ = report_file
     result = shell("--probe", str(path), TENSORZERO_GATEWAY_URL="")
     assert "TENSORZERO_GATEWAY_URL is not set" in result.stderr
+
+
+def test_more_keys_than_one_disable_takes_is_refused_in_words(report_file, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Found by a probe: a refusal from the service came out as a traceback."""
+    path, keys = report_file
+    monkeypatch.setattr(service, "MAX_DISABLE", 0)
+    with pytest.raises(CommandError, match="Nothing was disabled: Disable at most 0 keys"):
+        run("--disable", str(path))
+    assert gateway_accepts(keys["live"])

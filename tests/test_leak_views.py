@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -314,3 +315,25 @@ def test_after_disable_without_a_gateway_the_page_says_it_could_not_check(
     )
     assert "could not ask the gateway" in done.content.decode()
     assert "TENSORZERO_GATEWAY_URL is not set" in done.content.decode()
+
+
+def test_disable_all_takes_more_keys_than_a_list_page_holds(admin_client: Client) -> None:
+    """Found by a probe: 10,001 active keys in a paste (680 KB) offered "Disable all", which
+    answered 500: the service refused more than a list page's 10,000."""
+    count = service.MAX_BULK + 1
+    keys = [tokens.generate() for _ in range(count)]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO public.tensorzero_auth_api_key (organization, workspace, public_id, hash)"
+            " VALUES ('default', 'default', %s, %s)",
+            [(pid(key), tokens.parse(key).hash) for key in keys],
+        )
+    text = "\n".join(keys)
+    token = token_of(check(admin_client, text))
+    done = admin_client.post(
+        "/api-keys/leaked/disable", {"token": token, "confirmed": "yes", "text": text}
+    )
+    assert done.status_code == 200, done.content[:500]
+    assert f"{count} keys disabled" in done.content.decode()
+    assert not ApiKey.objects.filter(disabled_at__isnull=True).exists()
+    assert not gateway_accepts(keys[0]) and not gateway_accepts(keys[-1])

@@ -74,9 +74,12 @@ class Command(BaseCommand):
         if options["disable"]:
             active = [c.public_id for c in classified if c.state is State.ACTIVE]
             if active:
-                result = service.disable_keys(
-                    actor=cli_actor(), public_ids=active, reason="leaked", incident=incident
-                )
+                try:
+                    result = service.disable_keys(
+                        actor=cli_actor(), public_ids=active, reason="leaked", incident=incident
+                    )
+                except service.ServiceError as error:
+                    raise CommandError(f"Nothing was disabled: {error}", returncode=2) from None
                 outcomes = {p: result.outcome(p)[0] for p in active}
                 classified = leaks.classify(found)  # as they are now
         report: gateway_probe.Report | None = None
