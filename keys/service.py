@@ -420,11 +420,17 @@ def disable_keys(
     )
 
 
+def edited_from(description: str | None) -> str:
+    """What an edit form starts from, and sends back as `was`: the description as its box
+    shows it (text.editable: no secret, no invisible character), "" for none."""
+    return text.editable(description) or ""
+
+
 def set_description(
     *, actor: str, public_id: str, description: str | None, was: str | None = None
 ) -> ApiKey:
-    """`was`: the description as the editor's form showed it (text.editable); if it has
-    changed since, DescriptionChanged instead of overwriting that change unseen."""
+    """`was`: edited_from() of the description the editor's form showed; if the stored one
+    has changed since, DescriptionChanged instead of overwriting that change unseen."""
     description = clean_description(description)
     with _writing(f"editing the description of key {public_id}") as write:
         write.saved = ApiKey.objects.filter(public_id=public_id, description=description).exists
@@ -432,7 +438,7 @@ def set_description(
         before = api_key.description
         if before == description:  # a form sent twice, or saved unchanged: nothing to record
             return api_key
-        if was is not None and (text.editable(before) or "") != was:
+        if was is not None and edited_from(before) != was:
             raise DescriptionChanged(api_key)
         ApiKey.objects.filter(pk=api_key.pk).update(description=description, updated_at=Now())
         api_key.refresh_from_db()

@@ -384,11 +384,11 @@ def rotate_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
 def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     public_id = api_key.public_id
     if request.method == "GET":
-        shown = text.editable(api_key.description)
-        form = DescriptionForm(initial={"description": shown})
         # was: what the form started from, so that saving cannot overwrite, unseen, a change
         # someone else made meanwhile (service.DescriptionChanged).
-        context = {"key": api_key, "form": form, "was": shown or ""}
+        start = service.edited_from(api_key.description)
+        form = DescriptionForm(initial={"description": start})
+        context = {"key": api_key, "form": form, "was": start}
         response = _render(request, "keys/edit.html", "edit_row", context)
         if request.htmx:
             # The row's link carries no htmx attributes (the tbody's send it to the
@@ -412,7 +412,7 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
         # The editor's text stays in the box; saving again replaces what is there now.
         form.add_error("description", str(changed))
         now = changed.api_key
-        context = {"key": now, "form": form, "was": text.editable(now.description) or ""}
+        context = {"key": now, "form": form, "was": service.edited_from(now.description)}
         return _render(request, "keys/edit.html", "edit_row", context, status=409)
     if request.htmx:
         last_used = _last_used(usage.availability(), [public_id])
