@@ -14,8 +14,10 @@ followed: a key is never sent anywhere but the configured URL.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import ssl
 import threading
 import time
@@ -30,7 +32,7 @@ from django.conf import settings
 
 from keys import text, tokens
 
-CALL_TIMEOUT = 2.0  # seconds for one call (connect, then each read)
+CALL_TIMEOUT = 2.0  # seconds for one call, from connecting to the last byte read
 RETRY_FOR = 4.0  # how long a key that should be refused is asked again: the TTL and then some
 RETRY_EVERY = 0.25
 BUDGET = 12.0  # the most the whole check may take, however many keys
@@ -147,7 +149,28 @@ class _Gateway:
             )
         else:
             connection = http.client.HTTPConnection(self.host, self.port, timeout=self.call_timeout)
+        # The socket timeout bounds each read; this bounds the whole call, so that a
+        # gateway (or a proxy) that drips its answer a byte at a time is cut off too.
+        overdue = threading.Event()
+        sock: socket.socket | None = None
+
+        def cut_off() -> None:
+            overdue.set()
+            if sock is not None:
+                # The plain socket's shutdown, also under TLS: the reader then sees the
+                # end of the stream. (http.client lets go of `connection.sock` once a
+                # response that ends at close has begun, so it is held here.)
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(self.call_timeout, cut_off)
+        watchdog.daemon = True
+        watchdog.start()
         try:
+            connection.connect()
+            sock = connection.sock
+            if overdue.is_set():
+                raise TimeoutError
             connection.request(
                 "POST",
                 self.path,
@@ -155,9 +178,17 @@ class _Gateway:
                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
             )
             response = connection.getresponse()
-            return response.status, response.read(4096)
+            answer = response.status, response.read(4096)
+        except (OSError, http.client.HTTPException):
+            if overdue.is_set():
+                raise TimeoutError from None
+            raise
         finally:
+            watchdog.cancel()
             connection.close()
+        if overdue.is_set():  # what was read may be cut short: no verdict from it
+            raise TimeoutError
+        return answer
 
 
 def _ask(gateway: _Gateway, key: str, expect_refused: bool, deadline: float) -> Answer:

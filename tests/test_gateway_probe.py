@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -179,3 +182,69 @@ def test_a_refusal_that_repeats_the_key_never_shows_its_secret(body: bytes) -> N
     shown = gateway_probe._reason(body.replace(b"%s", key.encode()))
     assert secret not in shown and secret[:20] not in shown, shown
     assert "[secret hidden]" in shown
+
+
+@contextlib.contextmanager
+def dripping_gateway(head: bytes, drip: bytes) -> Iterator[str]:
+    """A server that sends `head` at once, then `drip` one byte a second: each read
+    gets a byte well within any per-read timeout, but the answer never ends in time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(head)
+                for byte in drip:
+                    if stop.wait(1.0):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                return  # the client hung up: what the probe should do
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+
+
+REFUSAL = b'{"error": "TensorZero authentication error: API key was disabled at: 2026"}'
+
+
+@pytest.mark.parametrize(
+    ("head", "drip"),
+    [
+        (b"HTTP/1.1 401 Unauthorized\r\n", b"Content-Type: application/json\r\n" * 4),
+        (
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n" % len(REFUSAL),
+            REFUSAL,
+        ),
+        (b"HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n", REFUSAL),
+    ],
+    ids=["headers", "body", "body-until-close"],
+)
+def test_a_gateway_that_drips_its_answer_is_cut_off_at_the_call_timeout(
+    head: bytes, drip: bytes
+) -> None:
+    with dripping_gateway(head, drip) as url:
+        started = time.monotonic()
+        report = gateway_probe.probe(
+            [tokens.generate() for _ in range(3)], [True] * 3, url, call_timeout=1.5, budget=4
+        )
+        elapsed = time.monotonic() - started
+    # Without a limit on the whole call, each answer takes len(drip) seconds (30 s and more).
+    assert elapsed < 1.5 + 1.0, elapsed
+    verdicts = [a.verdict for a in [*report.answers, report.decoy]]
+    assert set(verdicts) <= {Verdict.NO_ANSWER, Verdict.NOT_CHECKED}, verdicts
+    assert any("did not answer within 1.5 s" in a.text for a in report.answers)
