@@ -96,6 +96,13 @@ class Report:
     def still_accepted(self) -> int:
         return sum(answer.loud for answer in self.answers)
 
+    @property
+    def unanswered(self) -> int:
+        """Keys with no verdict: the gateway did not answer, or the time ran out first."""
+        return sum(
+            answer.verdict in {Verdict.NO_ANSWER, Verdict.NOT_CHECKED} for answer in self.answers
+        )
+
 
 def configured_url() -> str | None:
     """The gateway's URL when TENSORZERO_GATEWAY_URL was really set, else None (the

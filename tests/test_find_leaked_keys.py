@@ -157,6 +157,17 @@ def test_probe_asks_the_gateway_and_warns_when_auth_is_off(report_file) -> None:
     assert "authentication is switched off" in result.stderr
 
 
+def test_probe_counts_the_keys_a_hanging_gateway_gave_no_verdict_for(report_file) -> None:  # type: ignore[no-untyped-def]
+    path, _ = report_file
+    with stand_in_gateway(database_url(), hang=True) as gateway:
+        result = shell(
+            "--disable", "--probe", "--json", str(path), TENSORZERO_GATEWAY_URL=gateway.url
+        )
+    assert result.returncode == 0, result.stderr  # nothing left active
+    assert json.loads(result.stdout)["gateway"]["not_checked"] == 2
+    assert "WARNING: 2 of 2 key(s) not checked by the gateway" in result.stderr
+
+
 def test_probe_without_a_gateway_says_how_to_enable_it(report_file) -> None:  # type: ignore[no-untyped-def]
     path, _ = report_file
     result = shell("--probe", str(path), TENSORZERO_GATEWAY_URL="")

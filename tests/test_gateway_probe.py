@@ -248,3 +248,19 @@ def test_a_gateway_that_drips_its_answer_is_cut_off_at_the_call_timeout(
     verdicts = [a.verdict for a in [*report.answers, report.decoy]]
     assert set(verdicts) <= {Verdict.NO_ANSWER, Verdict.NOT_CHECKED}, verdicts
     assert any("did not answer within 1.5 s" in a.text for a in report.answers)
+
+
+def test_keys_the_gateway_did_not_answer_for_are_counted_not_called_asked(
+    admin_client, settings
+) -> None:  # type: ignore[no-untyped-def]
+    keys = [service.create_key(actor="t") for _ in range(3)]
+    for key in keys:
+        service.disable_key(actor="t", public_id=key.api_key.public_id)
+    with stand_in_gateway(database_url(), hang=True) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        html = admin_client.post(
+            "/api-keys/leaked", {"text": " ".join(k.secret for k in keys), "probe": "on"}
+        ).content.decode()
+    assert "3 of 3 keys not checked</strong> by the gateway" in html
+    assert "with each key" not in html
+    assert "did not answer within 2 s" in html

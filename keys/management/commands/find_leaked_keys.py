@@ -115,6 +115,11 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"WARNING: {report.still_accepted} key(s) STILL ACCEPTED by the gateway."
             )
+        if report.unanswered and not report.error:
+            self.stderr.write(
+                f"WARNING: {report.unanswered} of {len(report.answers)} key(s) not checked "
+                "by the gateway: it did not answer, or the check ran out of time."
+            )
 
     def _text(
         self,
@@ -192,6 +197,7 @@ class Command(BaseCommand):
                 "checked": report.url is not None and not report.error,
                 "auth_off": report.auth_off,
                 "still_accepted": report.still_accepted,
+                "not_checked": report.unanswered,
                 "error": report.error or (None if report.url else gateway_probe.NOT_CONFIGURED),
             }
         self.stdout.write(json.dumps(document, indent=2))
