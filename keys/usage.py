@@ -11,7 +11,8 @@ key and hour (UsageHour, ModelUsageHour, KeyLastUsed; bench/RESULTS.md compares 
   created or dropped under the rollup change nothing (a dropped day stays counted here).
 - `catch_up()` feeds the rollup from its watermark to now, in chunks, each one transaction
   that first replaces the hours from (watermark - late window) on: a row the gateway writes
-  up to T0ADMIN_USAGE_LATE_SECONDS after its id's time is counted, and none twice.
+  up to T0ADMIN_USAGE_LATE_SECONDS after its id's time is counted, and none twice. A
+  stretch without inferences is crossed in one chunk.
 - Several t0admin instances: each chunk runs under a transaction-level advisory lock taken
   with try; the instance that gets it feeds, the others read what is there (never wait).
 - Pages call `refresh()`: a catch-up only when the watermark is older than
@@ -57,6 +58,7 @@ MIN_CHUNK = timedelta(minutes=5)
 _chunk_limit = CHUNK  # per process: halved when a bounded catch-up runs out of time
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = 50
+NO_NAME = "(no name)"  # a row another writer left without a function or model name
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("Last hour", HOUR),
     ("Last 24 hours", timedelta(days=1)),
@@ -152,14 +154,15 @@ def _aggregate_sql() -> str:
     )
     return f"""
 WITH inf AS MATERIALIZED (
-    SELECT i.id, i.function_name, i.public_id, t.at,
+    SELECT i.id, coalesce(i.function_name, %(no_name)s) AS function_name, i.public_id, t.at,
            date_bin('1 hour', t.at, '1970-01-01 00:00:00+00') AS hour
     FROM ({inferences}) AS i
     CROSS JOIN LATERAL (SELECT {_id_time("i.id")} AS at) AS t
     WHERE length(i.public_id) = 12
 ),
 calls AS MATERIALIZED (
-    SELECT inf.id, inf.public_id, inf.hour, m.model_name, m.input_tokens, m.output_tokens, m.cost
+    SELECT inf.id, inf.public_id, inf.hour, coalesce(m.model_name, %(no_name)s) AS model_name,
+           m.input_tokens, m.output_tokens, m.cost
     FROM inf JOIN {SCHEMA}.{MODEL_TABLE} AS m ON m.inference_id = inf.id
     WHERE m.inference_id >= %(lo)s AND m.inference_id < %(hi)s
 ),
@@ -192,13 +195,37 @@ ON CONFLICT (public_id) DO UPDATE SET last_used = greatest(u.last_used, excluded
 """
 
 
-def _oldest_inference(cursor: Any) -> datetime | None:
+def _first_inference(cursor: Any, since: datetime | None = None) -> datetime | None:
+    """The time in the id of the first inference from `since` on (of all, without it): a
+    walk of each table's primary key."""
+    where = "WHERE id >= %s " if since is not None else ""
     parts = " UNION ALL ".join(
-        f"(SELECT id FROM {SCHEMA}.{table} ORDER BY id LIMIT 1)" for table in INFERENCE_TABLES
+        f"(SELECT id FROM {SCHEMA}.{table} {where}ORDER BY id LIMIT 1)"
+        for table in INFERENCE_TABLES
     )
-    cursor.execute(f"SELECT {_id_time('id')} FROM ({parts}) AS oldest ORDER BY id LIMIT 1")
+    params = [uuid_floor(since)] * len(INFERENCE_TABLES) if since is not None else []
+    cursor.execute(f"SELECT {_id_time('id')} FROM ({parts}) AS first ORDER BY id LIMIT 1", params)
     row = cursor.fetchone()
     return row[0] if row else None
+
+
+def _oldest_inference(cursor: Any) -> datetime | None:
+    """Where the rollup starts: the oldest inference whose id is a UUIDv7 of about its
+    created_at, as the gateway writes them. An id another writer made (a UUIDv4 whose
+    first bits read as 1970, say) would otherwise date the start decades back."""
+    parts = " UNION ALL ".join(
+        f"(SELECT id, created_at FROM {SCHEMA}.{table} ORDER BY id LIMIT %s)"
+        for table in INFERENCE_TABLES
+    )
+    cursor.execute(
+        f"SELECT t.at FROM ({parts}) AS first "
+        f"CROSS JOIN LATERAL (SELECT {_id_time('first.id')} AS at) AS t "
+        "WHERE t.at BETWEEN first.created_at - interval '1 day' "
+        "AND first.created_at + interval '1 day' ORDER BY first.id LIMIT 1",
+        [100] * len(INFERENCE_TABLES),
+    )
+    row = cursor.fetchone()
+    return row[0] if row else _first_inference(cursor)
 
 
 def _feed_one_chunk(chunk: timedelta, timeout_ms: int | None) -> tuple[bool, bool]:
@@ -224,10 +251,15 @@ def _feed_one_chunk(chunk: timedelta, timeout_ms: int | None) -> tuple[bool, boo
         late = timedelta(seconds=settings.USAGE_LATE_SECONDS)
         start = hour_floor(min(state.complete_until, state.fed_at - late))
         end = min(now, state.complete_until + chunk)
+        # Skip an idle stretch in one step: nothing is there until the next inference.
+        following = _first_inference(cursor, state.complete_until)
+        if following is None or hour_floor(following) > end:
+            end = now if following is None else min(now, hour_floor(following))
         for model in (UsageHour, ModelUsageHour):
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE hour >= %s", [start])
         cursor.execute(
-            _aggregate_sql(), {"tag": TAG, "lo": uuid_floor(start), "hi": uuid_floor(end)}
+            _aggregate_sql(),
+            {"tag": TAG, "lo": uuid_floor(start), "hi": uuid_floor(end), "no_name": NO_NAME},
         )
         state.complete_until = end
         state.known_since = min(state.known_since, start)
@@ -477,17 +509,20 @@ def _latest(public_id: str) -> list[Inference]:
             for table in INFERENCE_TABLES
         )
         cursor.execute(
-            f"SELECT * FROM ({union}) AS latest ORDER BY id DESC LIMIT %s", [*params, LATEST]
+            "SELECT id, created_at, coalesce(function_name, %s), coalesce(variant_name, %s) "
+            f"FROM ({union}) AS latest ORDER BY id DESC LIMIT %s",
+            [NO_NAME, NO_NAME, *params, LATEST],
         )
         rows = cursor.fetchall()
         ids = [r[0] for r in rows]
         calls: dict[uuid.UUID, tuple[str, Any, Any, Any]] = {}
         if ids:
             cursor.execute(
-                "SELECT inference_id, string_agg(DISTINCT model_name, ', '), sum(input_tokens), "
+                "SELECT inference_id, string_agg(DISTINCT coalesce(model_name, %s), ', '), "
+                "sum(input_tokens), "
                 f"sum(output_tokens), sum(cost) FROM {SCHEMA}.{MODEL_TABLE} "
                 "WHERE inference_id = ANY(%s) GROUP BY inference_id",
-                [ids],
+                [NO_NAME, ids],
             )
             calls = {r[0]: r[1:] for r in cursor.fetchall()}
     return [

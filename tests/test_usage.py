@@ -451,6 +451,72 @@ def test_an_unbounded_catch_up_outlasts_the_request_statement_timeout(tables) ->
     assert rolled_up(public_id) == 19
 
 
+def test_rows_without_a_function_or_model_name_are_counted(tables, admin_client: Client) -> None:  # type: ignore[no-untyped-def]
+    # GATEWAY.md does not promise these columns are NOT NULL; another writer may leave
+    # them empty. One such row must not stop the rollup for every key.
+    tables.execute("ALTER TABLE tensorzero.chat_inferences ALTER function_name DROP NOT NULL")
+    tables.execute("ALTER TABLE tensorzero.chat_inferences ALTER variant_name DROP NOT NULL")
+    tables.execute("ALTER TABLE tensorzero.model_inferences ALTER model_name DROP NOT NULL")
+    public_id, other = new_key(), new_key()
+    now = timezone.now()
+    nameless = obs.insert(tables, public_id, now - timedelta(minutes=5), calls=[("m", 3, 4, None)])
+    tables.execute(
+        "UPDATE tensorzero.chat_inferences SET function_name = NULL, variant_name = NULL "
+        "WHERE id = %s",
+        [nameless],
+    )
+    tables.execute(
+        "UPDATE tensorzero.model_inferences SET model_name = NULL WHERE inference_id = %s",
+        [nameless],
+    )
+    obs.insert(tables, public_id, now - timedelta(minutes=4), calls=[("gpt-a", 1, 1, None)])
+    obs.insert(tables, other, now - timedelta(minutes=3), calls=[("gpt-a", 1, 1, None)])
+    assert usage.catch_up()
+    assert (rolled_up(public_id), rolled_up(other)) == (2, 1)
+    available, current = usage.refresh()
+    result = usage.key_usage(public_id, available, current)
+    assert {r.name: r.count for r in result.functions} == {"answer": 1, usage.NO_NAME: 1}
+    assert {r.name: r.count for r in result.models} == {"gpt-a": 1, usage.NO_NAME: 1}
+    oldest = result.latest[-1]
+    assert (oldest.function_name, oldest.variant_name) == (usage.NO_NAME, usage.NO_NAME)
+    html = admin_client.get(f"/api-keys/{public_id}").content.decode()
+    assert usage.NO_NAME in html and "None" not in html
+
+
+def test_an_id_that_is_not_a_uuidv7_does_not_date_the_rollup_back_to_1970(tables) -> None:  # type: ignore[no-untyped-def]
+    import uuid
+
+    public_id = new_key()
+    now = timezone.now()
+    # Another writer's row: a UUIDv4 whose first 48 bits read as January 1970.
+    odd = uuid.UUID(int=(0x0000_0000_1234 << 80) | (0x4 << 76) | (1 << 63) | 99)
+    tables.execute(
+        "INSERT INTO tensorzero.chat_inferences (id, function_name, variant_name, episode_id, "
+        "input, output, tags, created_at) VALUES (%s, 'answer', 'v1', %s, '{}', '{}', %s, %s)",
+        [odd, uuid.uuid4(), usage.tag_filter(public_id), now - timedelta(hours=2)],
+    )
+    obs.insert(tables, public_id, now - timedelta(hours=1))
+    # At six hours a chunk, 1970 to now is over 80,000 chunks: far more than 5 s allows.
+    assert usage.catch_up(budget_seconds=5)
+    state = UsageState.objects.get()
+    assert state.known_since >= now - timedelta(hours=3)
+    assert rolled_up(public_id) == 1  # the row is dated by its id, which is not in range
+
+
+def test_an_idle_stretch_is_crossed_in_one_step(tables) -> None:  # type: ignore[no-untyped-def]
+    from django.test.utils import CaptureQueriesContext
+
+    public_id = new_key()
+    now = timezone.now()
+    for at in (now - timedelta(days=25), now - timedelta(days=24, hours=23), now):
+        obs.insert(tables, public_id, at)
+    with CaptureQueriesContext(connection) as queries:
+        assert usage.catch_up(chunk=timedelta(hours=6))
+    chunks = sum("pg_try_advisory_xact_lock" in q["sql"] for q in queries.captured_queries)
+    assert chunks <= 3, chunks  # not one per six hours of the 25 days (100)
+    assert rolled_up(public_id) == 3
+
+
 def test_a_boosted_details_link_becomes_a_page_of_its_own(admin_client: Client) -> None:
     public_id = new_key()
     response = admin_client.get(
