@@ -195,37 +195,23 @@ ON CONFLICT (public_id) DO UPDATE SET last_used = greatest(u.last_used, excluded
 """
 
 
-def _first_inference(cursor: Any, since: datetime | None = None) -> datetime | None:
-    """The time in the id of the first inference from `since` on (of all, without it): a
-    walk of each table's primary key."""
-    where = "WHERE id >= %s " if since is not None else ""
+def _first_inference(cursor: Any, since: datetime | None, before: datetime) -> datetime | None:
+    """The time in the id of the first inference in [since, before) (from the start, without
+    `since`): a walk of each table's primary key. Bounded by `before` (now), so that an id
+    another writer made, reading as a time past now (even past year 9999, which Python's
+    datetime cannot hold), is never taken for the next inference."""
+    bounds = "id < %s" if since is None else "id >= %s AND id < %s"
+    params = [uuid_floor(before)] if since is None else [uuid_floor(since), uuid_floor(before)]
     parts = " UNION ALL ".join(
-        f"(SELECT id FROM {SCHEMA}.{table} {where}ORDER BY id LIMIT 1)"
-        for table in INFERENCE_TABLES
-    )
-    params = [uuid_floor(since)] * len(INFERENCE_TABLES) if since is not None else []
-    cursor.execute(f"SELECT {_id_time('id')} FROM ({parts}) AS first ORDER BY id LIMIT 1", params)
-    row = cursor.fetchone()
-    return row[0] if row else None
-
-
-def _oldest_inference(cursor: Any) -> datetime | None:
-    """Where the rollup starts: the oldest inference whose id is a UUIDv7 of about its
-    created_at, as the gateway writes them. An id another writer made (a UUIDv4 whose
-    first bits read as 1970, say) would otherwise date the start decades back."""
-    parts = " UNION ALL ".join(
-        f"(SELECT id, created_at FROM {SCHEMA}.{table} ORDER BY id LIMIT %s)"
+        f"(SELECT id FROM {SCHEMA}.{table} WHERE {bounds} ORDER BY id LIMIT 1)"
         for table in INFERENCE_TABLES
     )
     cursor.execute(
-        f"SELECT t.at FROM ({parts}) AS first "
-        f"CROSS JOIN LATERAL (SELECT {_id_time('first.id')} AS at) AS t "
-        "WHERE t.at BETWEEN first.created_at - interval '1 day' "
-        "AND first.created_at + interval '1 day' ORDER BY first.id LIMIT 1",
-        [100] * len(INFERENCE_TABLES),
+        f"SELECT {_id_time('id')} FROM ({parts}) AS first ORDER BY id LIMIT 1",
+        params * len(INFERENCE_TABLES),
     )
     row = cursor.fetchone()
-    return row[0] if row else _first_inference(cursor)
+    return row[0] if row else None
 
 
 def _feed_one_chunk(chunk: timedelta, timeout_ms: int | None) -> tuple[bool, bool]:
@@ -240,7 +226,9 @@ def _feed_one_chunk(chunk: timedelta, timeout_ms: int | None) -> tuple[bool, boo
         # The lock is held: nobody else changes the rollup until this transaction ends.
         state = UsageState.objects.filter(pk=1).first()
         if state is None:
-            oldest = _oldest_inference(cursor)
+            # The first id's time: an id another writer made that reads as 1970 starts the
+            # rollup there, and the idle stretch after it is crossed in one chunk.
+            oldest = _first_inference(cursor, None, now)
             start = hour_floor(min(oldest, now) if oldest else now)
             state = UsageState(pk=1, complete_until=start, known_since=start, fed_at=start)
         if state.complete_until >= now:
@@ -252,7 +240,7 @@ def _feed_one_chunk(chunk: timedelta, timeout_ms: int | None) -> tuple[bool, boo
         start = hour_floor(min(state.complete_until, state.fed_at - late))
         end = min(now, state.complete_until + chunk)
         # Skip an idle stretch in one step: nothing is there until the next inference.
-        following = _first_inference(cursor, state.complete_until)
+        following = _first_inference(cursor, state.complete_until, now)
         if following is None or hour_floor(following) > end:
             end = now if following is None else min(now, hour_floor(following))
         for model in (UsageHour, ModelUsageHour):

@@ -483,24 +483,53 @@ def test_rows_without_a_function_or_model_name_are_counted(tables, admin_client:
     assert usage.NO_NAME in html and "None" not in html
 
 
-def test_an_id_that_is_not_a_uuidv7_does_not_date_the_rollup_back_to_1970(tables) -> None:  # type: ignore[no-untyped-def]
+def insert_odd(cursor, public_id: str, first48: int, created_at, n: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """Another writer's row: a UUIDv4 whose first 48 bits (a UUIDv7's milliseconds) are
+    `first48`."""
     import uuid
 
-    public_id = new_key()
-    now = timezone.now()
-    # Another writer's row: a UUIDv4 whose first 48 bits read as January 1970.
-    odd = uuid.UUID(int=(0x0000_0000_1234 << 80) | (0x4 << 76) | (1 << 63) | 99)
-    tables.execute(
+    odd = uuid.UUID(int=(first48 << 80) | (0x4 << 76) | (1 << 63) | n)
+    cursor.execute(
         "INSERT INTO tensorzero.chat_inferences (id, function_name, variant_name, episode_id, "
         "input, output, tags, created_at) VALUES (%s, 'answer', 'v1', %s, '{}', '{}', %s, %s)",
-        [odd, uuid.uuid4(), usage.tag_filter(public_id), now - timedelta(hours=2)],
+        [odd, odd, usage.tag_filter(public_id), created_at],
     )
-    obs.insert(tables, public_id, now - timedelta(hours=1))
+
+
+def counted_since(public_id: str, since) -> int:  # type: ignore[no-untyped-def]
+    rows = UsageHour.objects.filter(public_id=public_id, hour__gte=usage.hour_floor(since))
+    return sum(rows.values_list("inferences", flat=True))
+
+
+def test_an_id_that_is_not_a_uuidv7_and_reads_as_1970_costs_no_decades_of_chunks(tables) -> None:  # type: ignore[no-untyped-def]
+    public_id = new_key()
+    now = timezone.now()
+    # 150 of them in one table, sorting before the gateway's own rows in both tables.
+    for n in range(150):
+        insert_odd(tables, public_id, 0x0000_0000_1234, now - timedelta(hours=2), n)
+    obs.insert(tables, public_id, now - timedelta(days=3))
+    obs.insert(tables, public_id, now - timedelta(hours=1), table="json_inferences")
     # At six hours a chunk, 1970 to now is over 80,000 chunks: far more than 5 s allows.
     assert usage.catch_up(budget_seconds=5)
-    state = UsageState.objects.get()
-    assert state.known_since >= now - timedelta(hours=3)
-    assert rolled_up(public_id) == 1  # the row is dated by its id, which is not in range
+    # Every row counts at the time its id carries; none of the gateway's is passed over.
+    assert counted_since(public_id, now - timedelta(days=4)) == 2
+    assert rolled_up(public_id) == 152
+
+
+def test_an_id_that_reads_past_year_9999_does_not_break_the_rollup(tables, settings) -> None:  # type: ignore[no-untyped-def]
+    # About one UUIDv4 in ten reads past 9999-12-31, the end of Python's datetime
+    # (PostgreSQL's timestamptz goes on to year 294276).
+    public_id = new_key()
+    now = timezone.now()
+    insert_odd(tables, public_id, 0xF000_0000_0000, now - timedelta(hours=3))
+    obs.insert(tables, public_id, now - timedelta(hours=2))
+    assert usage.catch_up()
+    # The gateway goes idle: the odd row is the only one after the watermark.
+    settings.USAGE_MAX_AGE_SECONDS = 0
+    available, current = usage.refresh()
+    assert available.ok, available.reason
+    assert usage.catch_up()
+    assert rolled_up(public_id) == 1  # the odd row is dated past now: not yet counted
 
 
 def test_an_idle_stretch_is_crossed_in_one_step(tables) -> None:  # type: ignore[no-untyped-def]
