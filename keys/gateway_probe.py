@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -133,17 +134,126 @@ def _reason(body: bytes) -> str:
     return _printable(error.removeprefix(AUTH_ERROR_PREFIX)) or "no reason given"
 
 
+class _CallDeadline:
+    """One call's limit, from looking up the host to the last byte read.
+
+    A socket timeout bounds each operation, not their sum: a gateway (or a proxy) that
+    drips its answer a byte at a time, a host with several silent addresses, or a TLS
+    handshake after a slow connect would each outlast it. At the deadline the socket is
+    shut down (the plain socket's shutdown, also under TLS), so the reader sees the
+    stream end, and the call counts as timed out: never a verdict from a cut answer.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._finished = False
+        self.overdue = False
+        self._timer = threading.Timer(seconds, self._cut_off)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0 or self.overdue:
+            raise TimeoutError
+        return left
+
+    def hold(self, sock: socket.socket) -> None:
+        """The socket to cut at the deadline (http.client lets go of `connection.sock`
+        once a response that ends at close has begun, so it is held here)."""
+        with self._lock:
+            self._sock = sock
+        if self.overdue:
+            raise TimeoutError
+
+    def _cut_off(self) -> None:
+        with self._lock:  # never a socket whose descriptor close() has given back
+            if self._finished:
+                return
+            self.overdue = True
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._finished = True
+        self._timer.cancel()
+
+
 class _Gateway:
     def __init__(self, url: str, call_timeout: float) -> None:
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"TENSORZERO_GATEWAY_URL must be an http(s) URL, not {url!r}.")
+        try:
+            parts.hostname.encode("idna")
+            port = parts.port
+        except (UnicodeError, ValueError):
+            raise ValueError(
+                f"TENSORZERO_GATEWAY_URL has a host name or port that cannot be used: {url!r}."
+            ) from None
         self.https = parts.scheme == "https"
         self.host = parts.hostname
-        self.port = parts.port
+        self.port = port or (443 if self.https else 80)
         self.path = parts.path.rstrip("/") + "/inference"
         self.call_timeout = call_timeout
         self.stalled = threading.Event()  # a call timed out: ask nothing more
+        self._resolving = threading.Lock()
+        self._addresses: list[Any] | None = None
+
+    def _resolve(self, deadline: _CallDeadline) -> list[Any]:
+        """The host's addresses, looked up once for the whole check. The resolver has no
+        timeout of its own, so it runs beside the call, which waits only until its
+        deadline."""
+        if not self._resolving.acquire(timeout=deadline.remaining()):
+            raise TimeoutError
+        try:
+            if self._addresses is None:
+                found: dict[str, Any] = {}
+
+                def look_up() -> None:
+                    try:
+                        found["addresses"] = socket.getaddrinfo(
+                            self.host, self.port, type=socket.SOCK_STREAM
+                        )
+                    except (OSError, UnicodeError) as error:
+                        found["error"] = error
+
+                # A daemon thread: a resolver that hangs is left behind, never waited for.
+                lookup = threading.Thread(target=look_up, daemon=True)
+                lookup.start()
+                lookup.join(deadline.remaining())
+                if lookup.is_alive():
+                    raise TimeoutError
+                if "error" in found:
+                    error = found["error"]
+                    raise error if isinstance(error, OSError) else OSError(str(error))
+                self._addresses = found["addresses"]
+            return self._addresses
+        finally:
+            self._resolving.release()
+
+    def _connect(self, deadline: _CallDeadline) -> socket.socket:
+        """http.client's connect, but every address tried within the one deadline."""
+        error: OSError = OSError("the host name has no address")
+        for family, kind, proto, _, address in self._resolve(deadline):
+            sock = socket.socket(family, kind, proto)
+            try:
+                deadline.hold(sock)
+                sock.settimeout(deadline.remaining())
+                sock.connect(address)
+                # The TLS handshake (one deadline in Python) and each read after it.
+                sock.settimeout(deadline.remaining())
+                return sock
+            except OSError as failed:
+                sock.close()
+                if isinstance(failed, TimeoutError):
+                    raise
+                error = failed
+        raise error
 
     def call(self, key: str) -> tuple[int, bytes]:
         connection: http.client.HTTPConnection
@@ -156,28 +266,13 @@ class _Gateway:
             )
         else:
             connection = http.client.HTTPConnection(self.host, self.port, timeout=self.call_timeout)
-        # The socket timeout bounds each read; this bounds the whole call, so that a
-        # gateway (or a proxy) that drips its answer a byte at a time is cut off too.
-        overdue = threading.Event()
-        sock: socket.socket | None = None
-
-        def cut_off() -> None:
-            overdue.set()
-            if sock is not None:
-                # The plain socket's shutdown, also under TLS: the reader then sees the
-                # end of the stream. (http.client lets go of `connection.sock` once a
-                # response that ends at close has begun, so it is held here.)
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-        watchdog = threading.Timer(self.call_timeout, cut_off)
-        watchdog.daemon = True
-        watchdog.start()
+        deadline = _CallDeadline(self.call_timeout)
+        # http.client's own hook for opening the socket; the TLS handshake follows on it.
+        connection._create_connection = lambda *_: self._connect(deadline)  # type: ignore[attr-defined]
         try:
             connection.connect()
-            sock = connection.sock
-            if overdue.is_set():
-                raise TimeoutError
+            # Under TLS the socket just held is now wrapped (and detached): hold the wrapper.
+            deadline.hold(connection.sock)
             connection.request(
                 "POST",
                 self.path,
@@ -187,13 +282,13 @@ class _Gateway:
             response = connection.getresponse()
             answer = response.status, response.read(4096)
         except (OSError, http.client.HTTPException):
-            if overdue.is_set():
+            if deadline.overdue:
                 raise TimeoutError from None
             raise
         finally:
-            watchdog.cancel()
+            deadline.finish()
             connection.close()
-        if overdue.is_set():  # what was read may be cut short: no verdict from it
+        if deadline.overdue:  # what was read may be cut short: no verdict from it
             raise TimeoutError
         return answer
 

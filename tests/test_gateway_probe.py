@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -185,23 +188,25 @@ def test_a_refusal_that_repeats_the_key_never_shows_its_secret(body: bytes) -> N
 
 
 @contextlib.contextmanager
-def dripping_gateway(head: bytes, drip: bytes) -> Iterator[str]:
+def dripping_gateway(head: bytes, drip: bytes, tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """A server that sends `head` at once, then `drip` one byte a second: each read
     gets a byte well within any per-read timeout, but the answer never ends in time."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
-        with conn:
-            try:
+        try:
+            if tls is not None:
+                conn = tls.wrap_socket(conn, server_side=True)
+            with conn:
                 conn.recv(65536)
                 conn.sendall(head)
                 for byte in drip:
                     if stop.wait(1.0):
                         return
                     conn.sendall(bytes([byte]))
-            except OSError:
-                return  # the client hung up: what the probe should do
+        except OSError:
+            return  # the client hung up: what the probe should do
 
     def accept() -> None:
         while not stop.is_set():
@@ -212,11 +217,25 @@ def dripping_gateway(head: bytes, drip: bytes) -> Iterator[str]:
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
+    scheme = "https" if tls else "http"
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         stop.set()
         listener.close()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """A self-signed certificate for 127.0.0.1, key and certificate in one PEM file."""
+    pem = tmp_path_factory.mktemp("tls") / "gateway.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(pem), "-out", str(pem)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return pem
 
 
 REFUSAL = b'{"error": "TensorZero authentication error: API key was disabled at: 2026"}'
@@ -234,10 +253,17 @@ REFUSAL = b'{"error": "TensorZero authentication error: API key was disabled at:
     ],
     ids=["headers", "body", "body-until-close"],
 )
+@pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_gateway_that_drips_its_answer_is_cut_off_at_the_call_timeout(
-    head: bytes, drip: bytes
+    head: bytes, drip: bytes, scheme: str, certificate: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with dripping_gateway(head, drip) as url:
+    tls = None
+    if scheme == "https":
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(certificate)
+        trusting = ssl.create_default_context(cafile=str(certificate))
+        monkeypatch.setattr(gateway_probe.ssl, "create_default_context", lambda: trusting)
+    with dripping_gateway(head, drip, tls) as url:
         started = time.monotonic()
         report = gateway_probe.probe(
             [tokens.generate() for _ in range(3)], [True] * 3, url, call_timeout=1.5, budget=4
@@ -264,3 +290,98 @@ def test_keys_the_gateway_did_not_answer_for_are_counted_not_called_asked(
     assert "3 of 3 keys not checked</strong> by the gateway" in html
     assert "with each key" not in html
     assert "did not answer within 2 s" in html
+
+
+def full_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A listener whose backlog is full: a connect to it waits until its timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.2)
+    return listener, fillers
+
+
+def test_a_host_with_two_silent_addresses_costs_one_call_timeout(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    listener, fillers = full_listener()
+    port = listener.getsockname()[1]
+    address = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))
+    real = socket.getaddrinfo
+    # A name with two addresses (a record per replica), neither answering.
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: [address, address] if host == "gateway" else real(host, *a, **k),
+    )
+    try:
+        started = time.monotonic()
+        report = gateway_probe.probe(
+            [tokens.generate()], [True], f"http://gateway:{port}", call_timeout=1.0, budget=3
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+    # http.client's connect gives each address the whole timeout: 2 s here.
+    assert elapsed < 1.0 + 0.5, (elapsed, report)
+    assert {a.verdict for a in report.answers} <= {Verdict.NO_ANSWER, Verdict.NOT_CHECKED}
+
+
+def test_a_slow_connect_then_a_silent_tls_handshake_cost_one_call_timeout() -> None:
+    # The first SYN to a full backlog is dropped and sent again after 1 s, by when there
+    # is room; then the server never answers the ClientHello. Each step alone is within
+    # the socket timeout.
+    listener, fillers = full_listener()
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def make_room() -> None:
+        time.sleep(0.5)
+        held.append(listener.accept()[0])
+
+    threading.Thread(target=make_room, daemon=True).start()
+    try:
+        started = time.monotonic()
+        report = gateway_probe.probe(
+            [tokens.generate()], [True], f"https://127.0.0.1:{port}", call_timeout=1.5, budget=3
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in [*fillers, *held, listener]:
+            sock.close()
+    assert elapsed < 1.5 + 0.5, (elapsed, report)
+    assert {a.verdict for a in report.answers} <= {Verdict.NO_ANSWER, Verdict.NOT_CHECKED}
+
+
+def test_a_resolver_that_hangs_costs_one_call_timeout(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    real = socket.getaddrinfo
+    release = threading.Event()
+
+    def hanging(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "gateway":
+            release.wait(30)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        started = time.monotonic()
+        report = gateway_probe.probe(
+            [tokens.generate() for _ in range(4)], [True] * 4, "http://gateway:3000",
+            call_timeout=1.0, budget=3,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert elapsed < 1.0 + 0.5, (elapsed, report)
+    assert any("did not answer within 1 s" in a.text for a in report.answers)
+
+
+def test_a_gateway_host_name_that_cannot_be_looked_up_is_an_error_not_a_crash() -> None:
+    # A 64-character label: the resolver's IDNA encoding raises UnicodeError.
+    report = gateway_probe.probe([tokens.generate()], [True], f"http://{'a' * 64}.example:3000")
+    assert "cannot be used" in report.error
