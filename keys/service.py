@@ -26,6 +26,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from keys import text, tokens
 from keys.models import ApiKey, AuditEvent
+from t0admin.postgres.base import silence
 
 DESCRIPTION_MAX = 255
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -140,8 +141,12 @@ def _ask_again(backend_pid: int | None, write: _Write) -> bool | None:
     if backend_pid is None or write.saved is None:
         return None
     deadline = time.monotonic() + CONFIRM_SECONDS
+    # The lost answer has made the process hold back new connections for a moment (a
+    # frozen server); this one is let through, as the readiness check is: a link that died
+    # under a server that still answers is the case worth asking about. libpq's connect
+    # timeout bounds it when the server is frozen after all.
     try:
-        with connection.cursor() as cursor:
+        with silence.probing(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
             while True:
                 cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend_pid])

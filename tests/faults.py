@@ -8,6 +8,9 @@ bytes `COMMIT\\0` are in the stream):
 - "lose_answer": the COMMIT reaches the server and commits; its answer never comes back,
   and the link is cut. The app cannot know whether it committed.
 - "drop": the link is cut before the COMMIT reaches the server, which rolls back.
+- "stall": the COMMIT reaches the server and commits; every later answer on that link is
+  swallowed, and the link is left open (a dead path, a lost NAT entry). Only this link is
+  dead: new connections reach the server at once.
 
 After either, new connections can be refused for a while (the database "stays away").
 """
@@ -37,7 +40,7 @@ class FaultyLink:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def arm(self, mode: str, refuse_seconds: float = 0.0) -> None:
-        assert mode in {"lose_answer", "drop"}
+        assert mode in {"lose_answer", "drop", "stall"}
         with self._lock:
             self.mode, self.refuse_seconds = mode, refuse_seconds
             self.tripped.clear()
@@ -73,9 +76,12 @@ class FaultyLink:
                 continue
             server.settimeout(None)
             cut = threading.Event()  # set: swallow the server's next answer, then cut
-            threading.Thread(target=self._upstream, args=(client, server, cut), daemon=True).start()
+            stall = threading.Event()  # set with cut: swallow every answer, cut nothing
             threading.Thread(
-                target=self._downstream, args=(server, client, cut), daemon=True
+                target=self._upstream, args=(client, server, cut, stall), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._downstream, args=(server, client, cut, stall), daemon=True
             ).start()
 
     def _trip(self) -> str:
@@ -92,7 +98,13 @@ class FaultyLink:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
-    def _upstream(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
+    def _upstream(
+        self,
+        client: socket.socket,
+        server: socket.socket,
+        cut: threading.Event,
+        stall: threading.Event,
+    ) -> None:
         for chunk in _chunks(client):
             if COMMIT in chunk and self.mode != "pass":
                 mode = self._trip()
@@ -100,7 +112,9 @@ class FaultyLink:
                     self._cut(client, server)
                     self.tripped.set()
                     return
-                if mode == "lose_answer":
+                if mode == "stall":
+                    stall.set()
+                if mode in {"lose_answer", "stall"}:
                     cut.set()
             try:
                 server.sendall(chunk)
@@ -109,9 +123,16 @@ class FaultyLink:
         self._cut(client, server)
 
     def _downstream(
-        self, server: socket.socket, client: socket.socket, cut: threading.Event
+        self,
+        server: socket.socket,
+        client: socket.socket,
+        cut: threading.Event,
+        stall: threading.Event,
     ) -> None:
         for chunk in _chunks(server):
+            if stall.is_set():  # committed; this answer and every later one never arrive
+                self.tripped.set()
+                continue
             if cut.is_set():  # the answer to COMMIT: committed, and never delivered
                 self._cut(client, server)
                 self.tripped.set()
