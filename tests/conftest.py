@@ -53,12 +53,15 @@ def manage_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def manage(database_url: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+def manage(
+    database_url: str, *args: str, stdin: str = "", **extra: str
+) -> subprocess.CompletedProcess[str]:
     """Run `manage.py ARGS` in a fresh process against `database_url`."""
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env=manage_env(database_url, **extra),
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,

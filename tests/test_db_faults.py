@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -203,10 +204,60 @@ def test_the_command_line_says_the_outcome_is_unknown_without_a_traceback(
     link.arm("lose_answer", refuse_seconds=STAYS_AWAY)
     result = manage(link.url(), "create_api_key", "--description", "from a script")
     assert link.tripped.is_set()
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "Not known whether the key was saved" in result.stderr
     assert "Traceback" not in result.stderr
     assert not KEY_RE.search(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("mode", "words", "disabled"),
+    [
+        ("lose_answer", "Not known whether the 2 active key(s) were disabled", True),
+        ("drop", "None of the 2 active key(s) were disabled.", False),
+    ],
+)
+def test_find_leaked_keys_says_what_a_broken_commit_did(
+    link: FaultyLink,
+    database: PostgresServer,
+    tmp_path: Path,
+    mode: str,
+    words: str,
+    disabled: bool,
+) -> None:
+    keys = [manage(database.url(), "create_api_key").stdout.strip() for _ in range(2)]
+    leak = tmp_path / "leak.txt"
+    leak.write_text("\n".join(keys))
+    link.arm(mode, refuse_seconds=STAYS_AWAY if mode == "lose_answer" else 0.0)
+    result = manage(link.url(), "find_leaked_keys", "--disable", str(leak))
+    assert link.tripped.is_set()
+    assert result.returncode == 3, result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [key_works(database, key) for key in keys] == [not disabled] * 2
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        (["create_api_key"], "No key was created."),
+        (["disable_api_key", "AAAAAAAAAAAA"], "The key was not disabled: run this again."),
+        (["list_api_keys"], "The list is missing keys, or all of them."),
+        (["find_leaked_keys", "--disable", "-"], "Nothing was disabled."),
+    ],
+)
+def test_key_commands_without_a_database_say_so_in_words(command: list[str], words: str) -> None:
+    from tests.conftest import free_port
+
+    result = manage(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/postgres?connect_timeout=2",
+        *command,
+        stdin=f"sk-t0-AAAAAAAAAAAA-{'a' * 48}",
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("CommandError: The database failed: "), result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # --- the database shut down while creates run -------------------------------------------

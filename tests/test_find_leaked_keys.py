@@ -168,6 +168,34 @@ def test_probe_counts_the_keys_a_hanging_gateway_gave_no_verdict_for(report_file
     assert "WARNING: 2 of 2 key(s) not checked by the gateway" in result.stderr
 
 
+def test_keys_disabled_before_the_database_failed_are_reported_disabled(
+    report_file, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from django.db import OperationalError
+
+    from keys import leaks
+
+    path, keys = report_file
+    real = leaks.classify
+    calls: list[int] = []
+
+    def fails_the_second_time(found):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:  # reading the keys again, after the disable committed
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(found)
+
+    monkeypatch.setattr(leaks, "classify", fails_the_second_time)
+    code, out, _ = run("--disable", "--json", str(path))
+    assert len(calls) == 2
+    assert code == 0
+    document = json.loads(out)
+    live = keys["live"].split("-")[2]
+    (entry,) = [k for k in document["keys"] if k["public_id"] == live]
+    assert entry["state"] == "disabled"
+    assert document["active_remaining"] == 0
+
+
 def test_probe_without_a_gateway_says_how_to_enable_it(report_file) -> None:  # type: ignore[no-untyped-def]
     path, _ = report_file
     result = shell("--probe", str(path), TENSORZERO_GATEWAY_URL="")

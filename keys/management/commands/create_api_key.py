@@ -3,10 +3,11 @@
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from keys import service
 from keys.management.commands._actor import cli_actor
+from keys.management.commands._database import DATABASE_FAILED, DatabaseCommand
 
 
 def rfc3339(text: str) -> datetime:
@@ -21,7 +22,9 @@ def rfc3339(text: str) -> datetime:
     return value
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
+    if_database_fails = "No key was created."
+
     help = "Create an API key and print it (only the key, on stdout)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -40,6 +43,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Not known whether the key was saved: the database connection broke while "
                 f"{error.action} was being committed. Check with list_api_keys; if the key "
-                "is there, its secret cannot be shown: disable it and create another."
+                "is there, its secret cannot be shown: disable it and create another.",
+                returncode=DATABASE_FAILED,
             ) from None
         self.stdout.write(created.secret)

@@ -2,14 +2,20 @@
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from keys import service
 from keys.management.commands._actor import cli_actor
+from keys.management.commands._database import DATABASE_FAILED, DatabaseCommand
 
 
-class Command(BaseCommand):
-    help = "Disable an API key by its public ID. Exit 0 when disabled now or already."
+class Command(DatabaseCommand):
+    if_database_fails = "The key was not disabled: run this again."
+
+    help = (
+        "Disable an API key by its public ID. Exit 0 when disabled now or already, 1 when "
+        "unknown, 3 when the database failed."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("public_id")
@@ -24,7 +30,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Not known whether the key was disabled: the database connection broke "
                 f"while {error.action} was being committed. Run this again: disabling twice "
-                "is harmless."
+                "is harmless.",
+                returncode=DATABASE_FAILED,
             ) from None
         if changed:
             self.stdout.write(f"Disabled API key {public_id}.")

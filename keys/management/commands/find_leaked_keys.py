@@ -11,13 +11,16 @@ import io
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import IO, Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.db import DatabaseError
 
 from keys import gateway_probe, leaks, service, tokens
 from keys.leaks import State
 from keys.management.commands._actor import cli_actor
+from keys.management.commands._database import DATABASE_FAILED, DatabaseCommand, database_failed
 
 CHUNK = 2**20  # characters read at a time: memory stays bounded however big the input
 
@@ -31,7 +34,9 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
+    if_database_fails = "Nothing was disabled."
+
     help = (
         "Find every TensorZero API key in text (gitleaks or trufflehog JSON, logs, chat "
         "exports: anything), say what each is; --disable switches the active ones off. Exit "
@@ -80,8 +85,28 @@ class Command(BaseCommand):
                     )
                 except service.ServiceError as error:
                     raise CommandError(f"Nothing was disabled: {error}", returncode=2) from None
+                except service.OutcomeUnknown as error:
+                    raise CommandError(
+                        f"Not known whether the {len(active)} active key(s) were disabled: the "
+                        f"database connection broke while {error.action} was being committed. "
+                        "Run this again: disabling twice is harmless.",
+                        returncode=DATABASE_FAILED,
+                    ) from None
+                except DatabaseError as error:
+                    raise database_failed(
+                        error, f"None of the {len(active)} active key(s) were disabled."
+                    ) from None
                 outcomes = {p: result.outcome(p)[0] for p in active}
-                classified = leaks.classify(found)  # as they are now
+                try:
+                    classified = leaks.classify(found)  # as they are now
+                except DatabaseError:
+                    # Disabled, committed: say so from the disable's own result.
+                    classified = [
+                        replace(c, state=State.DISABLED, since=result.outcome(c.public_id)[1])
+                        if outcomes.get(c.public_id, "unknown") != "unknown"
+                        else c
+                        for c in classified
+                    ]
         report: gateway_probe.Report | None = None
         if options["probe"] and classified:
             report = gateway_probe.probe(

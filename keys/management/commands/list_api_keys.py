@@ -1,10 +1,11 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from keys import text, tokens
+from keys.management.commands._database import DatabaseCommand
 from keys.models import ApiKey
 
 
@@ -12,7 +13,9 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
+    if_database_fails = "The list is missing keys, or all of them."
+
     help = "List API keys, newest first (never their secrets, which are not stored)."
 
     def add_arguments(self, parser: CommandParser) -> None:
