@@ -451,7 +451,7 @@ def set_description(
             actor=actor,
             action=AuditEvent.Action.DESCRIBE,
             public_id=public_id,
-            detail={"before": before, "after": description},
+            detail={"before": text.secrets_hidden(before), "after": description},
         )
     return api_key
 
@@ -506,10 +506,11 @@ def rotate_key(
         refusal = rotation_refusal(old, now)
         if refusal:
             raise CannotRotate(refusal)
-        # As stored, not re-checked: another tool may have written what our forms refuse.
+        # As stored, not re-checked: another tool may have written what our forms refuse;
+        # only a key or secret in it is not copied (t0admin never writes one).
         created = _insert_key(
             actor=actor,
-            description=old.description,
+            description=text.secrets_hidden(old.description),
             expires_at=old.expires_at,
             form_token=form_token,
         )

@@ -98,6 +98,12 @@ def _to_show(text: str) -> set[int]:
     }
 
 
+def secrets_hidden(text: str | None) -> str | None:
+    """Stored text another tool wrote, as t0admin may copy it into a row of its own (an
+    audit record, a replacement key): any key or secret in it replaced by SECRET_MARK."""
+    return tokens.redact(text, SECRET_MARK) if text else text
+
+
 def visible_html(text: str | None) -> SafeString:
     """HTML for stored text: secrets hidden, invisible and control characters shown as
     their code point (named in a tooltip), everything else escaped."""

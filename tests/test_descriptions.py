@@ -164,6 +164,36 @@ def test_rotating_such_a_row_keeps_its_text_but_never_shows_the_secret(
     # The new key's own secret is shown once; the one in the description is not.
     assert LONG_KEY not in shown
     assert "[secret hidden]" in shown
+    # Nor is it copied into the replacement, or its record: t0admin never writes one.
+    replacement = ApiKey.objects.exclude(pk=foreign_row.pk).get()
+    assert replacement.description == f"bil\u200bling sk-t0-{PUBLIC_ID}-[secret hidden]"
+    assert not AuditEvent.objects.filter(detail__icontains=LONG_KEY).exclude(actor="other-tool")
+
+
+def test_the_key_page_and_its_history_show_them_safely(
+    admin_client: Client, foreign_row: ApiKey
+) -> None:
+    page = shown_safely(admin_client, f"/api-keys/{foreign_row.public_id}")
+    assert page.count(f"{PUBLIC_ID}-[secret hidden]") == 2  # the description, the history
+    assert ">U+200B</span>" in page
+
+
+def test_the_disable_selected_confirmation_shows_them_safely(
+    admin_client: Client, foreign_row: ApiKey
+) -> None:
+    page = admin_client.post(
+        "/api-keys/disable-selected", {"public_id": [foreign_row.public_id]}
+    ).content.decode()
+    assert "Disable 1 API key" in page
+    assert LONG_KEY not in page and f"{PUBLIC_ID}-[secret hidden]" in page
+
+
+def test_editing_such_a_row_records_what_it_was_without_the_secret(
+    foreign_row: ApiKey,
+) -> None:
+    service.set_description(actor="alice", public_id=foreign_row.public_id, description="billing")
+    record = AuditEvent.objects.filter(actor="alice").get()
+    assert record.detail["before"] == f"bil\u200bling sk-t0-{PUBLIC_ID}-[secret hidden]"
 
 
 def test_editing_such_a_row_starts_from_what_can_be_seen(
