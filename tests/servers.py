@@ -103,15 +103,20 @@ def gunicorn(
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[object]:
-    """A Playwright browser on Debian's Chromium; never a downloaded one."""
+def chromium(back_forward_cache: bool = False) -> Iterator[object]:
+    """A Playwright browser on Debian's Chromium; never a downloaded one. Playwright turns
+    the back/forward cache off; `back_forward_cache` keeps it on, as a user's browser has it."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop on this thread; the ORM calls a test makes
     # between browser steps are still plain synchronous code.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            ignore_default_args=["--disable-back-forward-cache"] if back_forward_cache else None,
+        )
         try:
             yield browser
         finally:

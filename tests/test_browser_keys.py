@@ -61,6 +61,35 @@ def test_generate_without_and_with_description(admin_page, live_server_url: str)
     assert gateway_accepts(first) and gateway_accepts(second)
 
 
+def test_back_to_the_list_never_brings_a_shown_secret_back(
+    live_server_url: str, admin_user
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.servers import chromium
+
+    client = Client()
+    client.force_login(admin_user)
+    session = client.cookies["sessionid"].value
+    with chromium(back_forward_cache=True) as browser:
+        context = browser.new_context()
+        context.add_cookies([{"name": "sessionid", "value": session, "url": live_server_url}])
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(f"{live_server_url}/api-keys")
+        page.evaluate("window.addEventListener('pageshow', e => { window.restored = e.persisted })")
+        page.get_by_role("link", name="Generate API Key").click()
+        page.locator("dialog#modal").get_by_role("button", name="Generate Key").click()
+        key = page.locator("pre#new-key").inner_text().strip()
+        assert KEY_RE.fullmatch(key)
+        page.goto(f"{live_server_url}/api-keys/audit")  # another address, the dialog open
+        page.go_back(wait_until="commit")  # a page from the cache fires no "load"
+        page.locator("#keys-table").wait_for()
+        page.wait_for_function("window.restored !== undefined")
+        # Restored from the cache (not loaded again), and without the secret.
+        assert page.evaluate("window.restored") is True
+        assert key not in page.content()
+        assert not page.evaluate("document.getElementById('modal').open")
+
+
 def test_copy_button_copies_the_key(admin_page, browser) -> None:  # type: ignore[no-untyped-def]
     admin_page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     admin_page.get_by_role("link", name="Generate API Key").click()

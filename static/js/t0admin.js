@@ -146,6 +146,13 @@
     opener = null;
     if (returnTo) focusOn(resolve(returnTo));
   }, true);
+  // Leaving the page: the browser's back/forward cache would keep it as it is, a shown
+  // secret included, and Back would bring it back. It is forgotten first.
+  window.addEventListener("pagehide", () => {
+    const body = modalBody();
+    if (body) body.replaceChildren();
+    closeModal();
+  });
   for (const kind of ["keydown", "pointerdown"]) {
     document.addEventListener(kind, () => { returnTo = null; }, true);
   }
