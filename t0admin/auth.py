@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render, resolve_url
 from django.views.decorators.cache import never_cache
 
-from keys import roles
+from keys import roles, text
 from keys.permissions import return_to
 
 
@@ -111,6 +111,25 @@ class SignInForm(AuthenticationForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["username"].label = "User name"
+
+    def clean_username(self) -> str:
+        """Refused before anyone is asked (the sign-in throttle would store what is sent):
+        a name longer than any user's, and an API key pasted in the wrong box, which is
+        then not shown again either."""
+        username: str = self.cleaned_data["username"]
+        if text.holds_secret(username):
+            self.data = {**self.data, "username": ""}  # not shown again in the box
+            raise ValidationError(
+                "That looks like an API key, not a user name. It was not stored or sent anywhere; "
+                "if someone else may have seen it, disable it.",
+                code="api_key",
+            )
+        longest = User._meta.get_field("username").max_length or 150
+        if len(username) > longest:
+            raise ValidationError(
+                f"A user name has at most {longest} characters.", code="max_length"
+            )
+        return username
 
 
 @login_not_required

@@ -111,6 +111,27 @@ def test_wrong_password_is_refused_in_words(client: Client, alice: User) -> None
     assert client.get("/api-keys").status_code == 302
 
 
+@pytest.mark.parametrize("length", [151, 256, 1000])
+def test_a_user_name_longer_than_any_is_refused_in_words(client: Client, length: int) -> None:
+    # The sign-in throttle would store it in a 255-character column: a 500 from 256 on.
+    response = sign_in(client, "u" * length, "wrong")
+    assert response.status_code == 200
+    assert "A user name has at most 150 characters." in response.content.decode()
+
+
+def test_an_api_key_typed_as_the_user_name_is_neither_stored_nor_shown(client: Client) -> None:
+    from axes.models import AccessAttempt, AccessFailureLog
+
+    key = service.create_key(actor="t").secret
+    response = sign_in(client, f"Bearer {key}", "whatever")
+    page = response.content.decode()
+    assert "looks like an API key, not a user name" in page
+    secret = key.split("-")[3]
+    assert secret not in page
+    stored = [*AccessAttempt.objects.values(), *AccessFailureLog.objects.values()]
+    assert secret not in repr(stored)
+
+
 def test_sixth_attempt_after_five_wrong_passwords_is_refused_even_when_right(
     client: Client, alice: User
 ) -> None:
