@@ -112,3 +112,23 @@ def test_tick_rows_and_disable_them_together(page, live_server_url: str, admin_u
         expect(page.locator(f"#key-{key.api_key.public_id}")).to_contain_text("Disabled")
         assert not gateway_accepts(key.secret)
     assert gateway_accepts(keys[2].secret)
+
+
+def test_disable_all_that_gets_no_answer_at_all_says_so(page, admin_user) -> None:  # type: ignore[no-untyped-def]
+    keys = [service.create_key(actor="t") for _ in range(2)]
+    text = "\n".join(k.secret for k in keys)
+    with gunicorn(database_url()) as server:
+        sign_in(page, server.url, admin_user)
+        page.goto(server.url + "/api-keys/leaked")
+        page.get_by_label("Text holding the leaked keys").fill(text)
+        page.get_by_role("button", name="Find keys").click()
+        page.locator("#leak-result").get_by_role("button", name="Disable all 2 active").click()
+        confirm = page.locator("#leak-actions")
+        expect(confirm).to_contain_text("Disable 2 leaked keys?")
+        # The connection is reset before any answer, as a proxy or a dead path would.
+        page.route("**/api-keys/leaked/disable", lambda route: route.abort("connectionreset"))
+        confirm.get_by_role("button", name="Disable 2 keys").click()
+        toast = page.locator("#htmx-error")
+        expect(toast).to_be_visible()
+        expect(toast).to_contain_text("it is not known whether that was done")
+    assert all(gateway_accepts(k.secret) for k in keys)  # nothing was done, and it says so

@@ -202,15 +202,27 @@
     selection.addRange(range);
   }
 
-  document.addEventListener("htmx:responseError", (event) => {
+  function showError(words) {
     const toast = document.getElementById("htmx-error");
     if (!toast) return;
-    const status = event.detail.xhr ? event.detail.xhr.status : 0;
-    toast.textContent = status === 403
-      ? "You may not do that (403)."
-      : "That did not work (" + (status || "no answer") + "). Reload the page and try again.";
+    toast.textContent = words;
     toast.hidden = false;
-    announce(toast.textContent);
+    announce(words);
+  }
+
+  document.addEventListener("htmx:responseError", (event) => {
+    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    showError(status === 403
+      ? "You may not do that (403)."
+      : "That did not work (" + (status || "no answer") + "). Reload the page and try again.");
+  });
+
+  // No answer at all (the connection broke, a proxy reset it): the request may or may
+  // not have been carried out, and the page must not look as if nothing was clicked.
+  document.addEventListener("htmx:sendError", () => {
+    showError("No answer from t0admin (the connection broke): it is not known whether that " +
+      "was done. Check the page again before going on; sending it again is safe, as " +
+      "nothing is done twice.");
   });
 
   // Live character counters, and the custom date shown only for "Custom".
