@@ -64,7 +64,14 @@ def _render(
 
 
 def _problem(request: HtmxHttpRequest, message: str, status: int) -> HttpResponse:
-    return _render(request, "keys/problem.html", "message", {"message": message}, status)
+    response = _render(request, "keys/problem.html", "message", {"message": message}, status)
+    if request.htmx and request.htmx.target != "modal-body":
+        # In the dialog, as every error page is (t0admin/errors.py): swapped into the
+        # element that asked (a table, the leak result), it would take that element's id
+        # with it, and the next request would have nowhere to go.
+        retarget(response, "#modal-body")
+        reswap(response, "innerHTML")
+    return response
 
 
 def _list_request(request: HttpRequest) -> tuple[int, str, listing.Filters]:

@@ -132,3 +132,19 @@ def test_disable_all_that_gets_no_answer_at_all_says_so(page, admin_user) -> Non
         expect(toast).to_be_visible()
         expect(toast).to_contain_text("it is not known whether that was done")
     assert all(gateway_accepts(k.secret) for k in keys)  # nothing was done, and it says so
+
+
+def test_a_refused_paste_leaves_the_page_working(signed_in_page, live_server_url: str) -> None:  # type: ignore[no-untyped-def]
+    created = service.create_key(actor="t", description="web")
+    page = signed_in_page
+    page.goto(live_server_url + "/api-keys/leaked")
+    box = page.get_by_label("Text holding the leaked keys")
+    box.fill("   \n  ")  # passes the box's `required`; the server answers 400
+    page.get_by_role("button", name="Find keys").click()
+    dialog = page.locator("dialog#modal")
+    expect(dialog).to_contain_text("Paste the text that holds the leaked keys first.")
+    dialog.get_by_role("link", name="Back to the API keys").click()
+    expect(dialog).not_to_be_visible()
+    box.fill(f"Authorization: Bearer {created.secret}")
+    page.get_by_role("button", name="Find keys").click()
+    expect(page.locator("#leak-result")).to_contain_text("1 distinct key found: 1 active")

@@ -212,6 +212,16 @@ def test_bad_limit_is_400_with_a_message(admin_client: Client, limit: str) -> No
     assert "limit must be a whole number from 1 to 10,000" in response.content.decode()
 
 
+def test_a_refusal_of_an_htmx_request_goes_into_the_dialog(admin_client: Client) -> None:
+    # Swapped over the table that asked, it would take the table's id with it.
+    response = admin_client.get(
+        "/api-keys", {"limit": "0"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="keys-table"
+    )
+    assert response.status_code == 400
+    assert (response["HX-Retarget"], response["HX-Reswap"]) == ("#modal-body", "innerHTML")
+    assert "<html" not in response.content.decode()
+
+
 def test_limit_of_ten_thousand_is_allowed(admin_client: Client) -> None:
     assert admin_client.get("/api-keys", {"limit": "10000"}).status_code == 200
 
