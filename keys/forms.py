@@ -63,14 +63,17 @@ class DescriptionField(forms.CharField):
         return text.editable(value) if isinstance(value, str) else value
 
 
+INCOMPLETE = "This form is incomplete; reload the page and try again."
+
+
 class FormTokenMixin(forms.Form):
     # One per rendered form: a second POST of the same form creates nothing.
     form_token = forms.UUIDField(
         widget=forms.HiddenInput,
         initial=uuid.uuid4,
         error_messages={
-            "required": "This form is incomplete; reload the page and try again.",
-            "invalid": "This form is incomplete; reload the page and try again.",
+            "required": INCOMPLETE,
+            "invalid": INCOMPLETE,
         },
     )
 
@@ -156,6 +159,13 @@ class RotateForm(FormTokenMixin):
 
 class DescriptionForm(forms.Form):
     description = DescriptionField()
+
+    def clean(self) -> dict[str, Any]:
+        # An empty box sends description=""; no field at all is a form that lost its text
+        # (a script, a misspelt name), not a request to erase the description.
+        if "description" not in self.data:
+            self.add_error("description", INCOMPLETE)
+        return self.cleaned_data
 
 
 class LeakForm(forms.Form):

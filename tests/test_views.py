@@ -532,6 +532,21 @@ def test_bad_description_edit_is_400_and_keeps_the_old_one(
     assert ApiKey.objects.get().description == "old"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"descripton": "typo"}, {}],
+    ids=["a misspelt field", "no field"],
+)
+def test_an_edit_without_a_description_field_is_400_and_erases_nothing(
+    admin_client: Client, body: dict[str, str]
+) -> None:
+    public_id = service.create_key(actor="t", description="old").api_key.public_id
+    response = admin_client.post(f"/api-keys/{public_id}/description", body)
+    assert response.status_code == 400
+    assert "This form is incomplete" in response.content.decode()
+    assert ApiKey.objects.get().description == "old"
+
+
 # Who may write
 
 
