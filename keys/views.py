@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
@@ -81,7 +81,7 @@ def _list_request(request: HttpRequest) -> tuple[int, str, listing.Filters]:
     return limit, query, filters
 
 
-@require_GET
+@require_safe
 @require_viewer
 def key_list(request: HtmxHttpRequest) -> HttpResponse:
     try:
@@ -168,7 +168,7 @@ def _filter_base(query: str, limit: int) -> str:
     return reverse("keys:list") + "?" + urlencode(params) + ("&" if params else "")
 
 
-@require_GET
+@require_safe
 @require_viewer
 def key_counts(request: HtmxHttpRequest) -> HttpResponse:
     """The filter bar with its counts, for the list to fetch once it has shown."""
@@ -468,7 +468,7 @@ def _audit_filters(request: HtmxHttpRequest) -> tuple[QuerySet[AuditEvent], dict
     return events, kept
 
 
-@require_GET
+@require_safe
 @require_audit_viewer
 def audit_trail(request: HtmxHttpRequest) -> HttpResponse:
     """Who did what to which key, newest first; filtered by key, actor, action, reason or
@@ -542,7 +542,7 @@ def _rotation_links(public_id: str) -> tuple[AuditEvent | None, AuditEvent | Non
     return replaced, made_by
 
 
-@require_GET
+@require_safe
 @require_viewer
 def key_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     """Everything t0admin knows about one key, and what it did."""
@@ -623,7 +623,7 @@ class _Line:
         return value
 
 
-@require_GET
+@require_safe
 @require_audit_viewer
 def audit_export(request: HtmxHttpRequest) -> HttpResponse | StreamingHttpResponse:
     """The filtered audit trail as CSV or JSON lines, streamed: any length, little memory."""

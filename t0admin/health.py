@@ -9,7 +9,7 @@ from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_deny
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from keys import gateway_schema
 from t0admin.postgres.base import silence
@@ -19,7 +19,7 @@ log = logging.getLogger("t0admin.health")
 
 @never_cache
 @xframe_options_deny
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
@@ -63,7 +63,7 @@ def _current_check() -> Future[str | None]:
 
 @never_cache
 @xframe_options_deny
-@require_GET
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     try:
         reason = _current_check().result(timeout=READY_TIMEOUT)

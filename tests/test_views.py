@@ -547,6 +547,14 @@ def test_an_edit_without_a_description_field_is_400_and_erases_nothing(
     assert ApiKey.objects.get().description == "old"
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/api-keys", "/api-keys/audit"])
+def test_head_is_answered_as_get_is(admin_client: Client, path: str) -> None:
+    # Uptime monitors and `curl -I` ask with HEAD.
+    head = admin_client.head(path)
+    assert head.status_code == admin_client.get(path).status_code == 200
+    assert head.content == b""
+
+
 # Who may write
 
 
