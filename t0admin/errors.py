@@ -17,6 +17,7 @@ from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFie
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.views import defaults
 
 from keys import service
 
@@ -143,6 +144,21 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
         title="Bad request",
         heading="Bad request",
         paragraphs=[reason, NOTHING_CHANGED],
+    )
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The whole page (templates/403.html) for a person who followed a link; for htmx
+    (a role taken away while the page was open) the words in the dialog, not a second
+    page swapped into a row or the dialog."""
+    if request.headers.get("HX-Request") != "true":
+        return defaults.permission_denied(request, exception)
+    return _page(
+        request,
+        403,
+        title="Not allowed",
+        heading="Not allowed",
+        paragraphs=[str(exception) or "You may not do this.", NOTHING_CHANGED],
     )
 
 

@@ -25,5 +25,6 @@ urlpatterns = [
 ]
 
 handler400 = "t0admin.errors.bad_request"
+handler403 = "t0admin.errors.permission_denied"
 handler404 = "t0admin.errors.page_not_found"
 handler500 = "t0admin.errors.server_error"

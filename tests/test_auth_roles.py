@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 from django.test import Client, RequestFactory
 
-from keys import permissions, roles
+from keys import permissions, roles, service
 
 pytestmark = pytest.mark.django_db
 
@@ -136,6 +136,25 @@ def test_viewer_post_to_disable_is_refused(viewer_client: Client) -> None:
 def test_viewer_post_to_describe_is_refused(viewer_client: Client) -> None:
     response = viewer_client.post("/api-keys/AAAAAAAAAAAA/description", {"description": "x"})
     assert response.status_code == 403
+
+
+def test_a_refusal_by_htmx_is_words_in_the_dialog_not_a_second_page(
+    viewer_client: Client,
+) -> None:
+    # A role taken away while the page was open: the inline edit's answer would
+    # otherwise put a whole page, a second dialog and all, in place of the row.
+    public_id = service.create_key(actor="t", description="old").api_key.public_id
+    response = viewer_client.post(
+        f"/api-keys/{public_id}/description",
+        {"description": "new"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET=f"key-{public_id}",
+    )
+    assert response.status_code == 403
+    assert (response["HX-Retarget"], response["HX-Reswap"]) == ("#modal-body", "innerHTML")
+    body = response.content.decode()
+    assert "may see API keys but not change them" in body
+    assert "<html" not in body and 'id="modal"' not in body
 
 
 def test_admin_sees_the_create_control(client: Client, bob: User) -> None:
