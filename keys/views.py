@@ -390,12 +390,18 @@ def rotate_key(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
 @with_key
 def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     public_id = api_key.public_id
+    # Opened as a page of its own (from the key's page, a new tab, or a sign-in that
+    # returned here), the form posts as a plain form and goes back where it came from;
+    # opened from a row of the list (htmx), it replaces that row.
+    back = "key" if request.GET.get("back", request.POST.get("back")) == "key" else ""
+    back_url = reverse("keys:detail", args=[public_id]) if back else reverse("keys:list")
+    page = {"key": api_key, "back": back, "back_url": back_url}
     if request.method == "GET":
         # was: what the form started from, so that saving cannot overwrite, unseen, a change
         # someone else made meanwhile (service.DescriptionChanged).
         start = service.edited_from(api_key.description)
         form = DescriptionForm(initial={"description": start})
-        context = {"key": api_key, "form": form, "was": start}
+        context = {**page, "form": form, "was": start}
         response = _render(request, "keys/edit.html", "edit_row", context)
         if request.htmx:
             # The row's link carries no htmx attributes (the tbody's send it to the
@@ -406,7 +412,7 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
     form = DescriptionForm(request.POST)
     was = request.POST.get("was")  # absent (an older page, a script): no check
     if not form.is_valid():
-        context = {"key": api_key, "form": form, "was": was}
+        context = {**page, "form": form, "was": was}
         return _render(request, "keys/edit.html", "edit_row", context, status=400)
     try:
         api_key = service.set_description(
@@ -419,7 +425,7 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
         # The editor's text stays in the box; saving again replaces what is there now.
         form.add_error("description", str(changed))
         now = changed.api_key
-        context = {"key": now, "form": form, "was": service.edited_from(now.description)}
+        context = {**page, "key": now, "form": form, "was": service.edited_from(now.description)}
         return _render(request, "keys/edit.html", "edit_row", context, status=409)
     if request.htmx:
         last_used = _last_used(usage.availability(), [public_id])
@@ -427,7 +433,7 @@ def edit_description(request: HtmxHttpRequest, api_key: ApiKey) -> HttpResponse:
             request, "keys/list.html", "rows", {"keys": [api_key], "last_used": last_used}
         )
     messages.success(request, f"Description of API key {public_id} saved.")
-    return redirect("keys:list")
+    return redirect(back_url)
 
 
 class BadFilter(ValueError):

@@ -239,3 +239,34 @@ def test_disable_a_leaked_key_from_the_find_box(admin_page) -> None:  # type: ig
     dialog.get_by_role("link", name="Close").click()
     expect(admin_page.locator(f"#key-{public_id}")).to_contain_text("Disabled")
     assert not gateway_accepts(leaked.secret)
+
+
+def test_on_a_keys_own_page_edit_and_disable_work_and_the_page_follows(  # type: ignore[no-untyped-def]
+    signed_in_page, live_server_url: str
+) -> None:
+    public_id = service.create_key(actor="t", description="old").api_key.public_id
+    page = signed_in_page
+    page.goto(f"{live_server_url}/api-keys/{public_id}")
+    # Edit: a page of its own; Save and Cancel both come back to the key.
+    page.get_by_role("link", name="Edit description").click()
+    page.get_by_role("link", name="Cancel").click()
+    expect(page).to_have_url(f"{live_server_url}/api-keys/{public_id}")
+    page.get_by_role("link", name="Edit description").click()
+    page.get_by_label("Description").fill("billing")
+    page.get_by_role("button", name="Save").click()
+    expect(page).to_have_url(f"{live_server_url}/api-keys/{public_id}")
+    expect(page.locator("dd.description")).to_have_text("billing")
+    # Disable in the dialog: once it is closed, the page shows the key as it is now.
+    page.get_by_role("link", name="Disable").click()
+    dialog = page.locator("dialog#modal")
+    dialog.get_by_role("button", name="Disable Key").click()
+    dialog.get_by_text(f"API key {public_id} is disabled.").wait_for()
+    dialog.get_by_role("link", name="Close").click()
+    expect(page.locator(".facts .badge.disabled")).to_have_text("Disabled")
+    expect(page.locator(".key-actions")).not_to_contain_text("Disable")
+
+    # The edit page opened on its own (a new tab, where a sign-in returned to): Cancel
+    # goes to the list.
+    page.goto(f"{live_server_url}/api-keys/{public_id}/description")
+    page.get_by_role("link", name="Cancel").click()
+    expect(page).to_have_url(f"{live_server_url}/api-keys")

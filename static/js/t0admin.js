@@ -138,10 +138,20 @@
     swappedAway = null;
   });
 
+  // A page that shows one key's state (its own page) is drawn again once a dialog that
+  // changed it (rotate, disable) is closed: not before, the dialog may hold a new secret.
+  let keysChanged = false;
+  document.addEventListener("keysChanged", () => { keysChanged = true; });
+
   // A closed dialog forgets its content: a shown secret leaves the page with it.
   document.addEventListener("close", (event) => {
     if (event.target !== modal()) return;
     modalBody().replaceChildren();
+    if (keysChanged && document.querySelector("[data-redraw-when-keys-change]")) {
+      window.location.reload();
+      return;
+    }
+    keysChanged = false;
     returnTo = opener;
     opener = null;
     if (returnTo) focusOn(resolve(returnTo));
@@ -167,7 +177,7 @@
       return;
     }
     const refresher = target.closest("[data-refresh-keys]");
-    if (refresher && window.htmx) {
+    if (refresher && window.htmx && document.getElementById("keys-table")) {
       event.preventDefault();
       window.htmx.trigger(document.body, "keysChanged");
       return;
