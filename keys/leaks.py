@@ -67,9 +67,32 @@ def distinct(found: Iterable[tokens.ParsedKey]) -> list[tokens.ParsedKey]:
     return list(dict.fromkeys(found))
 
 
+# A key cut by a line break: a hard wrap, quoted-printable's "=" at the end of a line, a
+# wrapped line's indentation or a quoted reply's "> ", and characters no one can see (a
+# soft hyphen, a zero-width space) that a chat or a word processor slips in.
+_BREAK = re.compile(r"=?\r?\n[ \t>]*|[\u00ad\u200b-\u200d\u2060\ufeff]")
+_WHOLE_KEY_AT_START = re.compile(r"sk-t0-([A-Za-z0-9]{12})-([A-Za-z0-9]{48})")
+
+
+def _rejoined(text: str) -> Iterator[tokens.ParsedKey]:
+    """Keys that a break cuts, as the text reads once the break is taken out. Each `sk-t0-`
+    is tried with what follows it; a join that makes no real key (the next line just
+    happened to follow) is classified as such, never as a working key."""
+    start = text.find("sk-t0-")
+    while start != -1:
+        piece = text[start : start + 2 * LONGEST_MATCH]
+        cut = _BREAK.search(piece)
+        if cut is not None and cut.start() < LONGEST_MATCH:
+            match = _WHOLE_KEY_AT_START.match(_BREAK.sub("", piece))
+            if match:
+                yield tokens.ParsedKey(public_id=match.group(1), long_key=match.group(2))
+        start = text.find("sk-t0-", start + 1)
+
+
 def extract(text: str) -> list[tokens.ParsedKey]:
-    """Every distinct key in `text`, in order of first appearance."""
-    return distinct(iter_keys([text]))
+    """Every distinct key in `text`, in order of first appearance; then any that a line
+    break (or an invisible character) cut in two."""
+    return distinct([*iter_keys([text]), *_rejoined(tokens.plain_dashes(text))])
 
 
 class State(StrEnum):

@@ -88,6 +88,14 @@ def test_every_key_once_in_order_with_its_state(admin_client: Client, leak) -> N
     assert "Disable all 2 active" in html
 
 
+def test_a_key_a_wrap_cut_in_two_is_found_on_the_page(admin_client: Client) -> None:
+    created = service.create_key(actor="t", description="web")
+    text = f"Authorization: Bearer {created.secret[:40]}\n{created.secret[40:]}\nthanks"
+    page = admin_client.post("/api-keys/leaked", {"text": text}).content.decode()
+    assert "1 distinct key found: 1 active" in page
+    assert created.api_key.public_id in page
+
+
 def test_the_summary_names_only_the_states_present(admin_client: Client, leak) -> None:  # type: ignore[no-untyped-def]
     html = check(admin_client, f"{leak['a']} and {leak['unknown']}")
     # No dangling comma for the states that are absent (expired, not a working key).

@@ -148,3 +148,35 @@ def test_one_query_however_many_keys() -> None:
 
 def test_nothing_found_asks_the_database_nothing() -> None:
     assert leaks.classify([]) == []
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        lambda k: k[:40] + "\n" + k[40:],  # a hard wrap at 40 columns
+        lambda k: k[:30] + "=\r\n" + k[30:],  # quoted-printable's soft line break
+        lambda k: k[:64] + "\n    " + k[64:],  # wrapped and indented by a log viewer
+        lambda k: k[:50] + "\n> " + k[50:],  # a quoted e-mail reply
+        lambda k: k[:10] + "\n" + k[10:],  # cut inside the public ID
+        lambda k: k[:33] + "\u00ad" + k[33:],  # a soft hyphen a chat slipped in
+        lambda k: k[:20] + "\u200b" + k[20:],  # a zero-width space
+    ],
+    ids=["wrap", "quoted-printable", "indented", "quoted-reply", "in-public-id", "shy", "zwsp"],
+)
+def test_a_key_a_line_break_cut_is_found_joined(cut) -> None:  # type: ignore[no-untyped-def]
+    key, other = tokens.generate(), tokens.generate()
+    text = f"From the incident chat:\nAuthorization: Bearer {cut(key)}\nthanks, and {other}"
+    found = [f"sk-t0-{k.public_id}-{k.long_key}" for k in leaks.extract(text)]
+    assert found == [other, key]
+
+
+@pytest.mark.django_db
+def test_a_join_that_makes_no_real_key_is_told_apart() -> None:
+    # A key cut short at the end of a line, and the next line's text after it: the join
+    # is classified by its hash like any key, and a made-up one is never "active".
+    real = service.create_key(actor="t")
+    short = real.secret[:50]
+    text = f"{short}\nABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 and more"
+    (found,) = leaks.classify(leaks.extract(text))
+    assert found.public_id == real.api_key.public_id
+    assert found.state is State.NOT_A_KEY
