@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from t0admin.serve import gunicorn_command
 from tests.conftest import ROOT, free_port
@@ -102,21 +103,28 @@ def gunicorn(
             os.unlink(log)
 
 
+def launch(browser_type: Any, back_forward_cache: bool = False) -> Any:
+    """Debian's Chromium from a Playwright browser type; never a downloaded one. Playwright
+    turns the back/forward cache off; `back_forward_cache` keeps it on, as a user's
+    browser has it."""
+    return browser_type.launch(
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        ignore_default_args=["--disable-back-forward-cache"] if back_forward_cache else None,
+    )
+
+
 @contextlib.contextmanager
-def chromium(back_forward_cache: bool = False) -> Iterator[object]:
-    """A Playwright browser on Debian's Chromium; never a downloaded one. Playwright turns
-    the back/forward cache off; `back_forward_cache` keeps it on, as a user's browser has it."""
+def chromium() -> Iterator[object]:
+    """A Playwright browser on Debian's Chromium. One Playwright per thread: a test that
+    needs another browser launches it from this one's (`browser.browser_type`)."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop on this thread; the ORM calls a test makes
     # between browser steps are still plain synchronous code.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            ignore_default_args=["--disable-back-forward-cache"] if back_forward_cache else None,
-        )
+        browser = launch(playwright.chromium)
         try:
             yield browser
         finally:

@@ -62,15 +62,16 @@ def test_generate_without_and_with_description(admin_page, live_server_url: str)
 
 
 def test_back_to_the_list_never_brings_a_shown_secret_back(
-    live_server_url: str, admin_user
+    browser, live_server_url, admin_user
 ) -> None:  # type: ignore[no-untyped-def]
-    from tests.servers import chromium
+    from tests.servers import launch
 
     client = Client()
     client.force_login(admin_user)
     session = client.cookies["sessionid"].value
-    with chromium(back_forward_cache=True) as browser:
-        context = browser.new_context()
+    caching = launch(browser.browser_type, back_forward_cache=True)
+    try:
+        context = caching.new_context()
         context.add_cookies([{"name": "sessionid", "value": session, "url": live_server_url}])
         page = context.new_page()
         page.set_default_timeout(10_000)
@@ -88,6 +89,8 @@ def test_back_to_the_list_never_brings_a_shown_secret_back(
         assert page.evaluate("window.restored") is True
         assert key not in page.content()
         assert not page.evaluate("document.getElementById('modal').open")
+    finally:
+        caching.close()
 
 
 def test_copy_button_copies_the_key(admin_page, browser) -> None:  # type: ignore[no-untyped-def]
