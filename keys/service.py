@@ -385,7 +385,8 @@ def disable_keys(
     if len(wanted) > MAX_DISABLE:
         raise ServiceError(f"Disable at most {MAX_DISABLE:,} keys at once.")
     valid = [public_id for public_id in wanted if tokens.is_public_id(public_id)]
-    with _writing(f"disabling {len(valid)} keys") as write:
+    named = ", ".join(valid[:10]) + (f" and {len(valid) - 10:,} more" if len(valid) > 10 else "")
+    with _writing(f"disabling {len(valid)} keys ({named})") as write:
         write.saved = lambda: (
             not ApiKey.objects.filter(public_id__in=valid, disabled_at__isnull=True).exists()
         )

@@ -79,10 +79,16 @@ def server_error(request: HttpRequest) -> HttpResponse:
                 "committed, and the database could not be asked afterwards. It may or may "
                 "not have been saved.",
                 "Before trying again, look at the audit trail and the list of keys once the "
-                "database answers: what was saved is there. A key created here cannot show "
-                "its secret again: disable it and generate another. Sending the same form "
-                "again is safe: if its first sending created a key, the answer names that "
-                "key instead of creating a second one.",
+                "database answers: what was saved is there.",
+                (
+                    "A key created here cannot show its secret again: disable it and "
+                    "generate another. Sending the same form again is safe: if its first "
+                    "sending created a key, the answer names that key instead of creating "
+                    "a second one."
+                )
+                if error.action.startswith(("creating", "rotating"))
+                else "Sending the same form again is safe: a key disabled or a description "
+                "saved once is not changed twice.",
             ],
             show_audit=True,
         )

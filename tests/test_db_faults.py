@@ -173,6 +173,28 @@ def test_commit_of_unknown_outcome_says_so_and_the_same_form_names_the_key(
     assert service.CONFIRM_SECONDS < STAYS_AWAY
 
 
+def test_disable_all_of_unknown_outcome_names_the_keys_and_the_safe_retry(
+    link: FaultyLink, database: PostgresServer, browser: WebClient
+) -> None:
+    keys = [manage(database.url(), "create_api_key").stdout.strip() for _ in range(2)]
+    text = "\n".join(keys)
+    checked = browser.post("/api-keys/leaked", {"text": text})
+    token = re.search(r'name="token" value="([^"]+)"', checked.body)
+    assert token
+    link.arm("lose_answer", STAYS_AWAY)
+    answer = browser.post(
+        "/api-keys/leaked/disable", {"token": token.group(1), "confirmed": "yes", "text": text}
+    )
+    assert link.tripped.is_set()
+    assert answer.status == 503
+    assert "Not known whether this was saved" in answer.body
+    for key in keys:
+        assert key.split("-")[2] in answer.body  # which keys, by public ID
+        assert key.split("-")[3] not in answer.body
+    assert "a key disabled or a description saved once is not changed twice" in answer.body
+    assert "created a key" not in answer.body
+
+
 def test_commit_that_never_reached_the_database_says_nothing_changed(
     link: FaultyLink, database: PostgresServer, browser: WebClient
 ) -> None:
