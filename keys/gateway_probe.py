@@ -115,7 +115,7 @@ def _printable(words: str, limit: int = 200) -> str:
     """The gateway's words as the page shows them: a secret in them (a gateway or a proxy
     that repeats the key it refused) hidden before anything is cut, control characters
     as spaces."""
-    words = tokens.redact(words, text.SECRET_MARK)
+    words = text.hide_secrets(words)
     clean = "".join(" " if unicodedata.category(c).startswith("C") else c for c in words)
     return clean.strip()[:limit]
 

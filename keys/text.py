@@ -98,10 +98,26 @@ def _to_show(text: str) -> set[int]:
     }
 
 
+def hide_secrets(text: str) -> str:
+    """`text` with every secret replaced by SECRET_MARK, also one that invisible or control
+    characters split (a zero-width space, a line break): those are passed over while
+    looking, and the whole stretch such a secret covers is hidden."""
+    gaps = _to_show(text)
+    if not gaps:
+        return tokens.redact(text, SECRET_MARK)
+    kept = [index for index in range(len(text)) if index not in gaps]
+    spans = tokens.secret_spans("".join(text[index] for index in kept))
+    pieces, done = [], 0
+    for start, end in spans:
+        pieces += [text[done : kept[start]], SECRET_MARK]
+        done = kept[end - 1] + 1
+    return "".join([*pieces, text[done:]])
+
+
 def secrets_hidden(text: str | None) -> str | None:
     """Stored text another tool wrote, as t0admin may copy it into a row of its own (an
     audit record, a replacement key): any key or secret in it replaced by SECRET_MARK."""
-    return tokens.redact(text, SECRET_MARK) if text else text
+    return hide_secrets(text) if text else text
 
 
 def visible_html(text: str | None) -> SafeString:
@@ -115,7 +131,7 @@ def visible(text: str | None) -> str:
     description safe cost more than escaping it, 10,000 times a page."""
     if not text:
         return ""
-    text = tokens.redact(text, SECRET_MARK)
+    text = hide_secrets(text)
     hidden = _to_show(text)
     if not hidden:
         return html.escape(text)
@@ -130,7 +146,7 @@ def visible(text: str | None) -> str:
 def printable(text: str) -> str:
     """Stored text for a terminal: secrets hidden, invisible and control characters as
     escapes (another tool may have stored what our forms refuse)."""
-    text = tokens.redact(text, SECRET_MARK)
+    text = hide_secrets(text)
     hidden = _to_show(text)
     return "".join(
         char.encode("unicode_escape").decode() if index in hidden else char
@@ -143,6 +159,6 @@ def editable(text: str | None) -> str | None:
     characters dropped, so that what the person sees is what saving stores."""
     if not text:
         return text
-    text = tokens.redact(text, SECRET_MARK)
+    text = hide_secrets(text)
     hidden = _to_show(text)
     return "".join(char for index, char in enumerate(text) if index not in hidden)

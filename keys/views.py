@@ -616,7 +616,7 @@ def _audit_record(event: AuditEvent) -> dict[str, Any]:
         "incident": event.incident,
         # Another tool may have stored a key in a description: never into a file.
         "detail": {
-            name: tokens.redact(value, text.SECRET_MARK) if isinstance(value, str) else value
+            name: text.hide_secrets(value) if isinstance(value, str) else value
             for name, value in (event.detail or {}).items()
         },
     }

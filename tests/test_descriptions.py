@@ -216,3 +216,35 @@ def test_the_command_line_list_escapes_and_hides_too(foreign_row: ApiKey) -> Non
 def test_plain_text_renders_as_plain_escaped_text() -> None:
     assert text.visible_html("R&D <team>") == "R&amp;D &lt;team&gt;"
     assert text.visible_html(None) == ""
+
+
+@pytest.mark.parametrize(
+    "split",
+    [
+        f"{LONG_KEY[:40]}\u200b{LONG_KEY[40:]}",  # a zero-width space
+        f"{LONG_KEY[:7]}\u2060{LONG_KEY[7:30]}\u200b{LONG_KEY[30:]}",  # two of them
+        f"{LONG_KEY[:24]}\n{LONG_KEY[24:]}",  # a line break
+    ],
+    ids=["zwsp", "two", "newline"],
+)
+def test_a_secret_split_by_invisible_characters_is_hidden_too(
+    admin_client: Client, split: str
+) -> None:
+    api_key = service.create_key(actor="t").api_key
+    ApiKey.objects.filter(pk=api_key.pk).update(description=f"bot sk-t0-{PUBLIC_ID}-{split} x")
+    hidden = f"bot sk-t0-{PUBLIC_ID}-[secret hidden] x"
+    for path in ("/api-keys", f"/api-keys/{api_key.public_id}"):
+        page = admin_client.get(path).content.decode()
+        assert LONG_KEY[:20] not in page and LONG_KEY[-8:] not in page
+    # The edit box drops invisible characters after hiding, never before: no key is rejoined.
+    edit = admin_client.get(f"/api-keys/{api_key.public_id}/description").content.decode()
+    assert f'value="{hidden}"' in edit
+    assert LONG_KEY[:20] not in edit
+    # Rotation copies the text with the secret hidden.
+    service.rotate_key(actor="t", public_id=api_key.public_id)
+    replacement = ApiKey.objects.exclude(pk=api_key.pk).get()
+    assert replacement.description is not None
+    assert LONG_KEY[:20] not in replacement.description
+    out = StringIO()
+    call_command("list_api_keys", "--json", stdout=out)
+    assert LONG_KEY[:20] not in out.getvalue()

@@ -4,7 +4,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils import timezone
 
-from keys import text, tokens
+from keys import text
 from keys.management.commands._database import DatabaseCommand
 from keys.models import ApiKey
 
@@ -27,9 +27,7 @@ class Command(DatabaseCommand):
         rows = (
             {
                 "public_id": key.public_id,
-                "description": tokens.redact(key.description, text.SECRET_MARK)
-                if key.description
-                else key.description,
+                "description": text.secrets_hidden(key.description),
                 "status": key.status(now).lower(),
                 "organization": key.organization,
                 "workspace": key.workspace,
