@@ -31,35 +31,81 @@ KEY_PATTERN = re.compile(
 )
 MAX_TEXT_BYTES = 2**20  # the page's limit; the command line streams any size
 LONGEST_MATCH = len("sk-t0-") + tokens.PUBLIC_ID_LENGTH + 1 + tokens.LONG_KEY_LENGTH
-# What a chunk hands on to the next: any match that a chunk boundary cut, with the one
-# character before it that the look-behind needs, and room for the look-ahead.
-CARRY = LONGEST_MATCH + 8
+# A key that a line break (or an invisible character) cut: a hard wrap, quoted-printable's
+# "=" at the end of a line, a wrapped line's indentation or a quoted reply's "> ", a soft
+# hyphen or a zero-width space that a chat or a word processor slipped in.
+_BREAK = re.compile(r"=?\r?\n[ \t>]*|[\u00ad\u200b-\u200d\u2060\ufeff]")
+_JOINED_KEY = re.compile(r"sk-t0-([A-Za-z0-9]{12})-([A-Za-z0-9]{48})(?:(?![A-Za-z0-9])|(?=sk-t0-))")
+# How far past a key's first character deciding it may look: a whole key and the character
+# after it, or a cut one with its breaks.
+WINDOW = 2 * LONGEST_MATCH
+# What a chunk hands on to the next: every key not yet decided, with the characters
+# before it that the look-behind needs.
+CARRY = WINDOW + 8
+
+
+def _joined(piece: str) -> str:
+    """`piece` with the breaks taken out until it holds a key's length of characters, then
+    as it stands: a key's end must still stand apart from what follows it."""
+    kept: list[str] = []
+    at = 0
+    while at < len(piece) and len(kept) < LONGEST_MATCH:
+        cut = _BREAK.match(piece, at)
+        if cut is not None:
+            at = cut.end()
+        else:
+            kept.append(piece[at])
+            at += 1
+    return "".join(kept) + piece[at:]
+
+
+def _keys_from(buffer: str, first: int, stop: int) -> Iterator[tokens.ParsedKey]:
+    """The keys that start in buffer[first:stop], in the order they start: whole ones, and
+    cut ones as the text reads once the break is taken out. A join that makes no real key
+    (the next line just happened to follow) is classified as such, never as working."""
+    found: list[tuple[int, tokens.ParsedKey]] = []
+    # From a key's length before `first`: a key decided before (which ends by then) is
+    # matched again and passed over, so that the part of it after its `sk-t0-` is never
+    # taken for a key of its own.
+    for match in KEY_PATTERN.finditer(buffer, max(first - LONGEST_MATCH, 0)):
+        if match.start() >= stop:
+            break
+        if match.start() >= first:
+            found.append((match.start(), tokens.ParsedKey(match.group(1), match.group(2))))
+    at = buffer.find("sk-t0-", first)  # starting before `stop`: it may end after it
+    while -1 < at < stop:
+        piece = buffer[at : at + WINDOW]
+        cut = _BREAK.search(piece)
+        if cut is not None and cut.start() < LONGEST_MATCH:
+            joined = _JOINED_KEY.match(_joined(piece))
+            if joined:
+                found.append((at, tokens.ParsedKey(joined.group(1), joined.group(2))))
+        at = buffer.find("sk-t0-", at + 1)
+    for _, key in sorted(found, key=lambda item: item[0]):
+        yield key
 
 
 def iter_keys(chunks: Iterable[str]) -> Iterator[tokens.ParsedKey]:
-    """Every key in the text the chunks make up, in order, repeats included.
+    """Every key in the text the chunks make up, in the order they start, repeats included.
 
-    Streams: memory is one chunk plus a short carry, however long the text. A match is
-    taken only once the characters on both sides of it are known (not cut off by a
-    chunk's edge) and only once (a match inside the carry was decided with the chunk
-    before), so a boundary neither loses a key nor invents one.
+    Streams: memory is one chunk plus a short carry, however long the text. A key is
+    decided once WINDOW characters after its start are known (or the text has ended), and
+    once only, by where it starts: so where the chunks' edges fall changes nothing.
     """
-    carry = ""
-    carry_is_start = True  # the carry begins where the text begins: nothing precedes it
+    buffer = ""
+    offset = 0  # where in the text buffer[0] is
+    decided = 0  # every key starting before this place in the text was decided
     for chunk in chunks:
         if not chunk:
             continue
-        buffer = carry + tokens.plain_dashes(chunk)
-        for match in KEY_PATTERN.finditer(buffer):
-            left_known = carry_is_start or match.start() >= 1
-            if left_known and len(carry) <= match.end() < len(buffer):
-                yield tokens.ParsedKey(public_id=match.group(1), long_key=match.group(2))
-        carry_is_start = carry_is_start and len(buffer) <= CARRY
-        carry = buffer[-CARRY:]
-    # The end of the text: only matches reaching it were held back.
-    for match in KEY_PATTERN.finditer(carry):
-        if (carry_is_start or match.start() >= 1) and match.end() == len(carry):
-            yield tokens.ParsedKey(public_id=match.group(1), long_key=match.group(2))
+        buffer += tokens.plain_dashes(chunk)
+        ready = len(buffer) - WINDOW
+        if ready > decided - offset:
+            yield from _keys_from(buffer, decided - offset, ready)
+            decided = offset + ready
+        drop = max(0, len(buffer) - CARRY)
+        buffer, offset = buffer[drop:], offset + drop
+    yield from _keys_from(buffer, max(decided - offset, 0), len(buffer))
 
 
 def distinct(found: Iterable[tokens.ParsedKey]) -> list[tokens.ParsedKey]:
@@ -67,32 +113,9 @@ def distinct(found: Iterable[tokens.ParsedKey]) -> list[tokens.ParsedKey]:
     return list(dict.fromkeys(found))
 
 
-# A key cut by a line break: a hard wrap, quoted-printable's "=" at the end of a line, a
-# wrapped line's indentation or a quoted reply's "> ", and characters no one can see (a
-# soft hyphen, a zero-width space) that a chat or a word processor slips in.
-_BREAK = re.compile(r"=?\r?\n[ \t>]*|[\u00ad\u200b-\u200d\u2060\ufeff]")
-_WHOLE_KEY_AT_START = re.compile(r"sk-t0-([A-Za-z0-9]{12})-([A-Za-z0-9]{48})")
-
-
-def _rejoined(text: str) -> Iterator[tokens.ParsedKey]:
-    """Keys that a break cuts, as the text reads once the break is taken out. Each `sk-t0-`
-    is tried with what follows it; a join that makes no real key (the next line just
-    happened to follow) is classified as such, never as a working key."""
-    start = text.find("sk-t0-")
-    while start != -1:
-        piece = text[start : start + 2 * LONGEST_MATCH]
-        cut = _BREAK.search(piece)
-        if cut is not None and cut.start() < LONGEST_MATCH:
-            match = _WHOLE_KEY_AT_START.match(_BREAK.sub("", piece))
-            if match:
-                yield tokens.ParsedKey(public_id=match.group(1), long_key=match.group(2))
-        start = text.find("sk-t0-", start + 1)
-
-
 def extract(text: str) -> list[tokens.ParsedKey]:
-    """Every distinct key in `text`, in order of first appearance; then any that a line
-    break (or an invisible character) cut in two."""
-    return distinct([*iter_keys([text]), *_rejoined(tokens.plain_dashes(text))])
+    """Every distinct key in `text`, in order of first appearance."""
+    return distinct(iter_keys([text]))
 
 
 class State(StrEnum):

@@ -136,6 +136,11 @@ def test_a_key_cut_by_the_read_size_is_still_found(tmp_path: Path, monkeypatch) 
     path.write_text("x" * 40 + " " + live + " " + "y" * 100 + "\n")
     code, out, _ = run(str(path))
     assert code == 1 and tokens.parse(live).public_id in out
+    # Also one that a line break cut, as the page finds it.
+    path.write_text("From: ops\n> Bearer " + live[:40] + "=\n> " + live[40:] + "\n" + "z" * 99)
+    code, out, _ = run("--disable", str(path))
+    assert code == 0 and f"{tokens.parse(live).public_id}" in out
+    assert not gateway_accepts(live)
 
 
 def test_probe_asks_the_gateway_and_warns_when_auth_is_off(report_file) -> None:  # type: ignore[no-untyped-def]

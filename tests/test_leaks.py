@@ -167,7 +167,7 @@ def test_a_key_a_line_break_cut_is_found_joined(cut) -> None:  # type: ignore[no
     key, other = tokens.generate(), tokens.generate()
     text = f"From the incident chat:\nAuthorization: Bearer {cut(key)}\nthanks, and {other}"
     found = [f"sk-t0-{k.public_id}-{k.long_key}" for k in leaks.extract(text)]
-    assert found == [other, key]
+    assert found == [key, other]  # in order of first appearance
 
 
 @pytest.mark.django_db
@@ -175,8 +175,38 @@ def test_a_join_that_makes_no_real_key_is_told_apart() -> None:
     # A key cut short at the end of a line, and the next line's text after it: the join
     # is classified by its hash like any key, and a made-up one is never "active".
     real = service.create_key(actor="t")
-    short = real.secret[:50]
-    text = f"{short}\nABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 and more"
+    short = real.secret[:50]  # 31 of the secret's 48 characters
+    text = f"{short}\nABCDEFGHIJKLMNOPQ and more"  # 17 more that are not the rest of it
+    assert leaks.extract(f"{short}\nABCDEFGHIJKLMNOPQRS and more") == []  # runs on: no key
     (found,) = leaks.classify(leaks.extract(text))
     assert found.public_id == real.api_key.public_id
     assert found.state is State.NOT_A_KEY
+
+
+BREAKS = st.sampled_from(["\n", "\r\n", "=\n", "=\r\n", "\n    ", "\n> ", "\u00ad", "\u200b"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(key_strategy(), st.integers(7, 66), BREAKS), min_size=1, max_size=4),
+    st.lists(st.integers(min_value=1, max_value=90), min_size=1),
+)
+def test_cut_keys_are_found_in_order_however_the_text_is_read(
+    cuts: list[tuple[str, int, str]], sizes: list[int]
+) -> None:
+    keys = [key for key, _, _ in cuts]
+    text = "".join(f"said: {key[:at]}{cut}{key[at:]}\nok\n" for key, at, cut in cuts)
+    chunks, at = [], 0
+    while at < len(text):
+        size = sizes[len(chunks) % len(sizes)]
+        chunks.append(text[at : at + size])
+        at += size
+    found = [f"sk-t0-{k.public_id}-{k.long_key}" for k in leaks.distinct(leaks.iter_keys(chunks))]
+    assert found == list(dict.fromkeys(keys))
+
+
+def test_a_cut_key_must_end_where_an_uncut_one_would() -> None:
+    key = tokens.generate()
+    # Three more letters after the 48: no key, cut or not.
+    assert leaks.extract(f"{key}XYZ") == []
+    assert leaks.extract(f"{key[:30]}\u200b{key[30:]}XYZ") == []
