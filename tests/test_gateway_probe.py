@@ -340,6 +340,30 @@ def test_a_host_with_two_silent_addresses_costs_one_call_timeout(monkeypatch) ->
             sock.close()
 
 
+def test_a_silent_first_address_leaves_time_for_the_next(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    listener, fillers = full_listener()
+    silent = (socket.AF_INET, socket.SOCK_STREAM, 6, "", listener.getsockname())
+    real = socket.getaddrinfo
+    try:
+        with stand_in_gateway(database_url()) as gateway:
+            port = int(gateway.url.rsplit(":", 1)[1])
+            answering = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))
+            monkeypatch.setattr(
+                socket,
+                "getaddrinfo",
+                lambda host, *a, **k: (
+                    [silent, answering] if host == "gateway" else real(host, *a, **k)
+                ),
+            )
+            report = gateway_probe.probe(
+                [tokens.generate()], [True], f"http://gateway:{port}", call_timeout=1.0
+            )
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+    assert report.answers[0].verdict is Verdict.REFUSED, report
+
+
 def test_a_slow_connect_then_a_silent_tls_handshake_cost_one_call_timeout() -> None:
     # The first SYN to a full backlog is dropped and sent again after 1 s, by when there
     # is room; then the server never answers the ClientHello. Each step alone is within
