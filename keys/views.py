@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.messages.storage.base import BaseStorage
 from django.core import signing
 from django.db import DatabaseError
 from django.db.models import QuerySet
@@ -60,7 +61,14 @@ def _render(
     """The full page, or for an htmx request only the named partial of it."""
     name = f"{template}#{partial}" if partial and request.htmx else template
     base = {"can_write": can_write(request), "api_keys_url": reverse("keys:list")}
-    return render(request, name, {**base, **context}, status=status)
+    response = render(request, name, {**base, **context}, status=status)
+    if request.method == "HEAD":
+        # Nobody sees a HEAD's page (a monitor, curl -I): its one-time messages wait
+        # for the next page that is shown.
+        stored = messages.get_messages(request)
+        if isinstance(stored, BaseStorage):
+            stored.used = False
+    return response
 
 
 def _problem(request: HtmxHttpRequest, message: str, status: int) -> HttpResponse:

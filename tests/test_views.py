@@ -551,8 +551,30 @@ def test_an_edit_without_a_description_field_is_400_and_erases_nothing(
 def test_head_is_answered_as_get_is(admin_client: Client, path: str) -> None:
     # Uptime monitors and `curl -I` ask with HEAD.
     head = admin_client.head(path)
-    assert head.status_code == admin_client.get(path).status_code == 200
-    assert head.content == b""
+    get = admin_client.get(path)
+    assert head.status_code == get.status_code == 200
+    assert head["Content-Type"] == get["Content-Type"]
+
+
+def test_a_head_leaves_a_one_time_message_for_the_page_that_is_shown(
+    admin_client: Client,
+) -> None:
+    public_id = service.create_key(actor="t", description="old").api_key.public_id
+    admin_client.post(f"/api-keys/{public_id}/description", {"description": "new"})
+    assert admin_client.head("/api-keys").status_code == 200
+    assert (
+        f"Description of API key {public_id} saved."
+        in admin_client.get("/api-keys").content.decode()
+    )
+
+
+def test_saving_on_a_keys_own_page_says_so_there(admin_client: Client) -> None:
+    public_id = service.create_key(actor="t", description="old").api_key.public_id
+    response = admin_client.post(
+        f"/api-keys/{public_id}/description", {"description": "new", "back": "key"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == f"/api-keys/{public_id}"
+    assert f"Description of API key {public_id} saved." in response.content.decode()
 
 
 # Who may write
