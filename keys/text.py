@@ -131,10 +131,10 @@ def visible(text: str | None) -> str:
     description safe cost more than escaping it, 10,000 times a page."""
     if not text:
         return ""
+    if not _to_show(text):  # the usual case, 10,000 times a page: nothing split a secret
+        return html.escape(tokens.redact(text, SECRET_MARK))
     text = hide_secrets(text)
     hidden = _to_show(text)
-    if not hidden:
-        return html.escape(text)
     return "".join(
         f'<span class="hidden-char" title="{html.escape(name(char))}">U+{ord(char):04X}</span>'
         if index in hidden
