@@ -9,6 +9,7 @@ invisible characters made visible and its secrets hidden.
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 
 from django.utils.safestring import SafeString, mark_safe
@@ -98,19 +99,48 @@ def _to_show(text: str) -> set[int]:
     }
 
 
+def _passed_over(char: str) -> bool:
+    """A character a secret may be split by without a reader noticing: one that shows as
+    nothing (a zero-width space, a variation selector, a combining mark on nothing) or
+    breaks the line."""
+    return char in BLANK_LETTERS or unicodedata.category(char) in _PASSED_OVER
+
+
+_PASSED_OVER = frozenset({"Cc", "Cf", "Mn", "Me", "Zl", "Zp"})
+_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+
+
 def hide_secrets(text: str) -> str:
     """`text` with every secret replaced by SECRET_MARK, also one that invisible or control
-    characters split (a zero-width space, a line break): those are passed over while
-    looking, and the whole stretch such a secret covers is hidden."""
-    gaps = _to_show(text)
-    if not gaps:
+    characters split (a zero-width space, a line break). A secret is 48 letters or digits
+    that stand apart; read with those characters passed over, each of them may also be
+    where a secret begins or ends (a key on one line, a note on the next), and the whole
+    stretch a secret covers is hidden."""
+    if text.isascii() and text.isprintable():
         return tokens.redact(text, SECRET_MARK)
-    kept = [index for index in range(len(text)) if index not in gaps]
-    spans = tokens.secret_spans("".join(text[index] for index in kept))
+    kept = [index for index, char in enumerate(text) if not _passed_over(char)]
+    if len(kept) == len(text):
+        return tokens.redact(text, SECRET_MARK)
+    joined = "".join(text[index] for index in kept)
+    size = tokens.LONG_KEY_LENGTH
+    spans: list[list[int]] = []
+    for run in _ALNUM_RUN.finditer(joined):
+        first, last = run.span()
+        if last - first < size:
+            continue
+        edges = {first, last}
+        edges.update(j for j in range(first + 1, last) if kept[j] != kept[j - 1] + 1)
+        for start in sorted(edges):
+            if start + size in edges:
+                low, high = kept[start], kept[start + size - 1] + 1
+                if spans and low <= spans[-1][1]:
+                    spans[-1][1] = max(spans[-1][1], high)
+                else:
+                    spans.append([low, high])
     pieces, done = [], 0
-    for start, end in spans:
-        pieces += [text[done : kept[start]], SECRET_MARK]
-        done = kept[end - 1] + 1
+    for low, high in spans:
+        pieces += [text[done:low], SECRET_MARK]
+        done = high
     return "".join([*pieces, text[done:]])
 
 
@@ -131,10 +161,12 @@ def visible(text: str | None) -> str:
     description safe cost more than escaping it, 10,000 times a page."""
     if not text:
         return ""
-    if not _to_show(text):  # the usual case, 10,000 times a page: nothing split a secret
+    if text.isascii() and text.isprintable():  # the usual case, 10,000 times a page
         return html.escape(tokens.redact(text, SECRET_MARK))
     text = hide_secrets(text)
     hidden = _to_show(text)
+    if not hidden:
+        return html.escape(text)
     return "".join(
         f'<span class="hidden-char" title="{html.escape(name(char))}">U+{ord(char):04X}</span>'
         if index in hidden

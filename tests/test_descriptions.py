@@ -248,3 +248,39 @@ def test_a_secret_split_by_invisible_characters_is_hidden_too(
     out = StringIO()
     call_command("list_api_keys", "--json", stdout=out)
     assert LONG_KEY[:20] not in out.getvalue()
+
+
+def shows_secret(shown: str, run: int = 20) -> bool:
+    """Whether `shown` holds `run` characters of the secret in a row (code points shown as
+    U+XXXX spans left out)."""
+    shown = re.sub(r"<span[^>]*>[^<]*</span>", "", shown)
+    return any(LONG_KEY[i : i + run] in shown for i in range(len(LONG_KEY) - run + 1))
+
+
+NEIGHBOURS = {
+    "key, newline, next line": f"old key {KEY}\nrotated 2026-11",
+    "key, CRLF, next line": f"old key {KEY}\r\nsee INC-42",
+    "word, newline, secret": f"secret\n{LONG_KEY}",
+    "word, zwsp, secret": f"x\u200b{LONG_KEY}",
+    "split between two lines": f"note\n{LONG_KEY[:20]}\u200b{LONG_KEY[20:]}\nmore",
+    "two keys, tab": f"{KEY}\t{tokens.generate()}",
+    "variation selector": f"{LONG_KEY[:24]}\ufe0f{LONG_KEY[24:]}",
+    "combining mark": f"{LONG_KEY[:10]}\u0301{LONG_KEY[10:]}",
+}
+
+
+@pytest.mark.parametrize("stored", NEIGHBOURS.values(), ids=NEIGHBOURS.keys())
+@pytest.mark.parametrize("show", ["visible", "printable", "editable", "secrets_hidden"])
+def test_a_secret_beside_or_split_by_what_shows_as_nothing_is_hidden(
+    stored: str, show: str
+) -> None:
+    assert not shows_secret(getattr(text, show)(stored))
+
+
+def test_hiding_leaves_the_words_around_a_secret() -> None:
+    assert text.hide_secrets(f"old key {KEY}\nrotated 2026-11") == (
+        f"old key sk-t0-{PUBLIC_ID}-[secret hidden]\nrotated 2026-11"
+    )
+    assert text.hide_secrets(f"a{LONG_KEY[:30]}\u200b{LONG_KEY[30:]}") == (
+        f"a{LONG_KEY[:30]}\u200b{LONG_KEY[30:]}"  # 49 letters: no secret stands apart
+    )
