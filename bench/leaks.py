@@ -138,6 +138,19 @@ def paste(keys: list[str], size: int, seed: int = 7) -> str:
     return "\n".join(lines)
 
 
+# Pastes of 1 MB with no key in them, each as costly to scan as it can be made.
+JUNK = {
+    name: (unit * (2**20 // len(unit) + 1))[: 2**20]
+    for name, unit in {
+        "`sk-t0-`": "sk-t0-",
+        "`sk-t0-` and a line break": "sk-t0-\n",
+        "`sk-t0-` and a zero-width space": "sk-t0-\u200b",
+        "`sk-t0-` and 60 line breaks": "sk-t0-" + "\n" * 60,
+        "line breaks": "\n",
+    }.items()
+}
+
+
 def bench_classify(keys: list[str], reps: int) -> list[tuple[str, float, str]]:
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -184,6 +197,14 @@ def bench_classify(keys: list[str], reps: int) -> list[tuple[str, float, str]]:
             "classify: one query for all 1,000",
             median_ms(reps, lambda: leaks.classify(found)),
             f"{len(queries)} query; states: {mix}",
+        ),
+        *(
+            (
+                f"extract: 1 MB of {name}",
+                median_ms(reps, lambda junk=junk: leaks.extract(junk)),
+                "no key: a paste made to cost the most (every `sk-t0-` tried as a cut key)",
+            )
+            for name, junk in JUNK.items()
         ),
         (
             "POST /api-keys/leaked, whole request",

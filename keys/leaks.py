@@ -33,30 +33,21 @@ MAX_TEXT_BYTES = 2**20  # the page's limit; the command line streams any size
 LONGEST_MATCH = len("sk-t0-") + tokens.PUBLIC_ID_LENGTH + 1 + tokens.LONG_KEY_LENGTH
 # A key that a line break (or an invisible character) cut: a hard wrap, quoted-printable's
 # "=" at the end of a line, a wrapped line's indentation or a quoted reply's "> ", a soft
-# hyphen or a zero-width space that a chat or a word processor slipped in.
+# hyphen or a zero-width space that a chat or a word processor slipped in. One pattern
+# reads it with the breaks allowed between any two of its characters, and holds it to the
+# same end as an uncut key.
 _BREAK = re.compile(r"=?\r?\n[ \t>]*|[\u00ad\u200b-\u200d\u2060\ufeff]")
-_JOINED_KEY = re.compile(r"sk-t0-([A-Za-z0-9]{12})-([A-Za-z0-9]{48})(?:(?![A-Za-z0-9])|(?=sk-t0-))")
+_B = r"(?:=?\r?\n[ \t>]*|[\u00ad\u200b-\u200d\u2060\ufeff])*"
+_CUT_KEY = re.compile(
+    rf"sk-t0-((?:{_B}[A-Za-z0-9]){{12}}){_B}-((?:{_B}[A-Za-z0-9]){{48}})"
+    r"(?:(?![A-Za-z0-9])|(?=sk-t0-))"
+)
 # How far past a key's first character deciding it may look: a whole key and the character
 # after it, or a cut one with its breaks.
 WINDOW = 2 * LONGEST_MATCH
 # What a chunk hands on to the next: every key not yet decided, with the characters
 # before it that the look-behind needs.
 CARRY = WINDOW + 8
-
-
-def _joined(piece: str) -> str:
-    """`piece` with the breaks taken out until it holds a key's length of characters, then
-    as it stands: a key's end must still stand apart from what follows it."""
-    kept: list[str] = []
-    at = 0
-    while at < len(piece) and len(kept) < LONGEST_MATCH:
-        cut = _BREAK.match(piece, at)
-        if cut is not None:
-            at = cut.end()
-        else:
-            kept.append(piece[at])
-            at += 1
-    return "".join(kept) + piece[at:]
 
 
 def _keys_from(buffer: str, first: int, stop: int) -> Iterator[tokens.ParsedKey]:
@@ -72,15 +63,14 @@ def _keys_from(buffer: str, first: int, stop: int) -> Iterator[tokens.ParsedKey]
             break
         if match.start() >= first:
             found.append((match.start(), tokens.ParsedKey(match.group(1), match.group(2))))
-    at = buffer.find("sk-t0-", first)  # starting before `stop`: it may end after it
-    while -1 < at < stop:
-        piece = buffer[at : at + WINDOW]
-        cut = _BREAK.search(piece)
-        if cut is not None and cut.start() < LONGEST_MATCH:
-            joined = _JOINED_KEY.match(_joined(piece))
-            if joined:
-                found.append((at, tokens.ParsedKey(joined.group(1), joined.group(2))))
-        at = buffer.find("sk-t0-", at + 1)
+    for cut in _CUT_KEY.finditer(buffer, first):
+        if cut.start() >= stop:
+            break
+        # Longer than a whole key: cut somewhere. At most WINDOW long, so that where the
+        # chunks' edges fall decides nothing.
+        if LONGEST_MATCH < cut.end() - cut.start() <= WINDOW:
+            public_id, long_key = (_BREAK.sub("", part) for part in cut.groups())
+            found.append((cut.start(), tokens.ParsedKey(public_id, long_key)))
     for _, key in sorted(found, key=lambda item: item[0]):
         yield key
 
