@@ -33,6 +33,7 @@ from django.conf import settings
 
 from keys import text, tokens
 
+CONNECT_AT_LEAST = 1.0  # seconds one address of several is given to connect, if there are
 CALL_TIMEOUT = 2.0  # seconds for one call, from connecting to the last byte read
 RETRY_FOR = 4.0  # how long a key that should be refused is asked again: the TTL and then some
 RETRY_EVERY = 0.25
@@ -238,15 +239,17 @@ class _Gateway:
 
     def _connect(self, deadline: _CallDeadline) -> socket.socket:
         """http.client's connect, but every address tried within the one deadline, each
-        with a share of the time left: a silent first address (an unreachable AAAA record)
-        leaves time for the next."""
+        with a share of the time left, and at least a second of it (a far gateway takes a
+        round trip to connect): a silent first address (an unreachable AAAA record) leaves
+        time for the next."""
         error: OSError = OSError("the host name has no address")
         addresses = self._resolve(deadline)
         for index, (family, kind, proto, _, address) in enumerate(addresses):
             sock = socket.socket(family, kind, proto)
             try:
                 deadline.hold(sock)
-                sock.settimeout(deadline.remaining() / (len(addresses) - index))
+                left = deadline.remaining()
+                sock.settimeout(max(left / (len(addresses) - index), min(left, CONNECT_AT_LEAST)))
                 sock.connect(address)
                 # The TLS handshake (one deadline in Python) and each read after it.
                 sock.settimeout(deadline.remaining())

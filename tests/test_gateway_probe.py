@@ -356,11 +356,12 @@ def test_a_silent_first_address_leaves_time_for_the_next(monkeypatch) -> None:  
                 ),
             )
             report = gateway_probe.probe(
-                [tokens.generate()], [True], f"http://gateway:{port}", call_timeout=1.0
+                [tokens.generate()], [True], f"http://gateway:{port}", call_timeout=2.0
             )
     finally:
         for sock in [*fillers, listener]:
             sock.close()
+    # The silent one is given a second of the two, the next one the rest.
     assert report.answers[0].verdict is Verdict.REFUSED, report
 
 
@@ -405,3 +406,39 @@ def test_a_gateway_host_name_that_cannot_be_looked_up_is_an_error_not_a_crash() 
     # A 64-character label: the resolver's IDNA encoding raises UnicodeError.
     report = gateway_probe.probe([tokens.generate()], [True], f"http://{'a' * 64}.example:3000")
     assert "cannot be used" in report.error
+
+
+class FarSocket:
+    """A socket to a host 0.6 s away: a connect takes one round trip."""
+
+    ROUND_TRIP = 0.6
+
+    def __init__(self, *args: object) -> None:
+        self.timeout: float | None = None
+
+    def settimeout(self, value: float) -> None:
+        self.timeout = value
+
+    def connect(self, address: object) -> None:
+        if self.timeout is not None and self.timeout < self.ROUND_TRIP:
+            time.sleep(self.timeout)
+            raise TimeoutError("timed out")
+        time.sleep(self.ROUND_TRIP)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("addresses", [1, 2, 8])
+def test_a_far_gateway_behind_several_addresses_is_reached(monkeypatch, addresses: int) -> None:  # type: ignore[no-untyped-def]
+    # A load balancer's name (up to 8 A and AAAA records), each answering in 0.6 s: an
+    # equal share of 2 s would give each 0.25 s, and none would ever connect.
+    gateway = gateway_probe._Gateway("http://gateway:3000", call_timeout=2.0)
+    record = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", 3000))
+    gateway._addresses = [record] * addresses
+    monkeypatch.setattr(gateway_probe.socket, "socket", FarSocket)
+    deadline = gateway_probe._CallDeadline(2.0)
+    try:
+        assert isinstance(gateway._connect(deadline), FarSocket)
+    finally:
+        deadline.finish()
