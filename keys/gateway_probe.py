@@ -242,8 +242,9 @@ class _Gateway:
         with a share of the time left, and at least a second of it (a far gateway takes a
         round trip to connect): a silent first address (an unreachable AAAA record) leaves
         time for the next."""
-        error: OSError = OSError("the host name has no address")
         addresses = self._resolve(deadline)
+        if not addresses:
+            raise OSError("the host name has no address")
         for index, (family, kind, proto, _, address) in enumerate(addresses):
             sock = socket.socket(family, kind, proto)
             try:
@@ -254,12 +255,11 @@ class _Gateway:
                 # The TLS handshake (one deadline in Python) and each read after it.
                 sock.settimeout(deadline.remaining())
                 return sock
-            except OSError as failed:
+            except OSError:
                 sock.close()
                 if deadline.overdue or index == len(addresses) - 1:
                     raise
-                error = failed
-        raise error
+        raise AssertionError("unreachable: the last address returns or raises")
 
     def call(self, key: str) -> tuple[int, bytes]:
         connection: http.client.HTTPConnection

@@ -37,7 +37,7 @@ LONGEST_MATCH = len("sk-t0-") + tokens.PUBLIC_ID_LENGTH + 1 + tokens.LONG_KEY_LE
 # reads it with the breaks allowed between any two of its characters, and holds it to the
 # same end as an uncut key.
 _BREAK = re.compile(r"=?\r?\n[ \t>]*|[\u00ad\u200b-\u200d\u2060\ufeff]")
-_B = r"(?:=?\r?\n[ \t>]*|[\u00ad\u200b-\u200d\u2060\ufeff])*"
+_B = rf"(?:{_BREAK.pattern})*"
 _CUT_KEY = re.compile(
     rf"sk-t0-((?:{_B}[A-Za-z0-9]){{12}}){_B}-((?:{_B}[A-Za-z0-9]){{48}})"
     r"(?:(?![A-Za-z0-9])|(?=sk-t0-))"

@@ -107,11 +107,6 @@ def extract(text: str) -> ParsedKey | None:
     return ParsedKey(public_id="", long_key=alone.group(0)) if alone else None
 
 
-def secret_spans(text: str) -> list[tuple[int, int]]:
-    """Where `text` holds secret parts, as redact() finds them."""
-    return [found.span() for found in _LONG_KEY_IN_TEXT.finditer(text)]
-
-
 def redact(text: str, mark: str) -> str:
     """`text` with every secret part (48 characters, alone or inside a whole key, whatever
     its dashes) replaced by `mark`; public IDs stay, they are not secret."""
