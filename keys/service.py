@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -360,13 +361,51 @@ class BulkDisable:
     already: dict[str, datetime]  # disabled before, with that first time (kept)
     unknown: list[str]
     incident: str
+    # Active, but another transaction held them locked for longer than the lock timeout:
+    # not disabled. Asking again disables them once that transaction has ended.
+    held: list[str] = field(default_factory=list)
 
     def outcome(self, public_id: str) -> tuple[str, datetime | None]:
         if public_id in self.disabled:
             return "disabled now", self.disabled[public_id]
         if public_id in self.already:
             return "already disabled", self.already[public_id]
+        if public_id in self.held:
+            return HELD, None
         return "unknown", None
+
+    def is_off(self, public_id: str) -> bool:
+        """Disabled now or before: the gateway refuses it."""
+        return public_id in self.disabled or public_id in self.already
+
+
+HELD = "NOT disabled: another change held it"
+
+
+def _lock_for_disable(valid: list[str]) -> tuple[list[tuple[int, str, Any]], list[str]]:
+    """The keys of `valid`, locked in one order (two bulk disables at once cannot
+    deadlock), as (id, public_id, disabled_at); and the public IDs of active keys that
+    another transaction held past the lock timeout.
+
+    One held key must not stop a leak response for all the others: after the wait for it
+    times out (undone by its savepoint alone), every key nobody holds is locked without
+    waiting, and the held ones are named.
+    """
+    keys = ApiKey.objects.filter(public_id__in=valid).order_by("id")
+    columns = ("id", "public_id", "disabled_at")
+    try:
+        with transaction.atomic():  # a savepoint
+            return list(keys.select_for_update().values_list(*columns)), []
+    except OperationalError as error:
+        if not isinstance(error.__cause__, psycopg.errors.LockNotAvailable):
+            raise
+    rows = list(keys.select_for_update(skip_locked=True).values_list(*columns))
+    locked = {pk for pk, _, _ in rows}
+    # The others as last committed: one disabled already counts as such.
+    others = [row for row in keys.values_list(*columns) if row[0] not in locked]
+    held = [public_id for _, public_id, disabled_at in others if disabled_at is None]
+    log.warning("a bulk disable left out %d keys another transaction held", len(held))
+    return rows + [row for row in others if row[2] is not None], held
 
 
 def disable_keys(
@@ -387,17 +426,11 @@ def disable_keys(
     valid = [public_id for public_id in wanted if tokens.is_public_id(public_id)]
     named = ", ".join(valid[:10]) + (f" and {len(valid) - 10:,} more" if len(valid) > 10 else "")
     with _writing(f"disabling {len(valid)} keys ({named})") as write:
-        write.saved = lambda: (
-            not ApiKey.objects.filter(public_id__in=valid, disabled_at__isnull=True).exists()
-        )
-        # Locked in one order so that two bulk disables at once cannot deadlock.
-        rows = list(
-            ApiKey.objects.select_for_update()
-            .filter(public_id__in=valid)
-            .order_by("id")
-            .values_list("id", "public_id", "disabled_at")
-        )
+        rows, held = _lock_for_disable(valid)
         todo = {pk for pk, _, disabled_at in rows if disabled_at is None}
+        write.saved = lambda: (
+            not ApiKey.objects.filter(pk__in=todo, disabled_at__isnull=True).exists()
+        )
         ApiKey.objects.filter(pk__in=todo).update(disabled_at=Now(), updated_at=Now())
         after = {
             public_id: at
@@ -421,8 +454,9 @@ def disable_keys(
     return BulkDisable(
         disabled={p: after[p] for p in wanted if p in changed and p in after},
         already={p: after[p] for p in wanted if p in after and p not in changed},
-        unknown=[p for p in wanted if p not in {public_id for _, public_id, _ in rows}],
+        unknown=[p for p in wanted if p not in {public_id for _, public_id, _ in rows} | {*held}],
         incident=incident,
+        held=held,
     )
 
 

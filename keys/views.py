@@ -349,11 +349,18 @@ def disable_selected(request: HtmxHttpRequest) -> HttpResponse:
     message += ". Gateways stop accepting them within their auth cache TTL (1 second by default)."
     if result.already:
         message += f" Already disabled, unchanged: {', '.join(result.already)}."
+    if result.held:
+        message += (
+            f" NOT disabled: {', '.join(result.held)}. Another change held "
+            f"{'them' if len(result.held) > 1 else 'it'} for longer than t0admin waits (another "
+            "admin's change, or a long transaction on the database); disable "
+            f"{'them' if len(result.held) > 1 else 'it'} again."
+        )
     if request.htmx:
         response = _render(request, "keys/disable.html", "done", {"message": message})
         response["HX-Trigger"] = KEYS_CHANGED
         return response
-    messages.success(request, message)
+    (messages.warning if result.held else messages.success)(request, message)
     return redirect("keys:list")
 
 
@@ -887,7 +894,7 @@ def disable_leaked(request: HtmxHttpRequest) -> HttpResponse:
         if row.public_id in active and row.state in genuine:
             outcome, at = result.outcome(row.public_id)
             row.outcome, row.since = outcome, at or row.since
-            if outcome != "unknown":
+            if result.is_off(row.public_id):
                 row.state = leaks.State.DISABLED.value
     return _leak_page(
         request,

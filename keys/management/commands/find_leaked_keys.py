@@ -97,13 +97,19 @@ class Command(DatabaseCommand):
                         error, f"None of the {len(active)} active key(s) were disabled."
                     ) from None
                 outcomes = {p: result.outcome(p)[0] for p in active}
+                if result.held:
+                    self.stderr.write(
+                        f"WARNING: {len(result.held)} key(s) NOT disabled "
+                        f"({', '.join(result.held)}): another change held them for longer than t0admin waits (another admin's change, or "
+                        "a long transaction on the database). Run this again to disable them."
+                    )
                 try:
                     classified = leaks.classify(found)  # as they are now
                 except DatabaseError:
                     # Disabled, committed: say so from the disable's own result.
                     classified = [
                         replace(c, state=State.DISABLED, since=result.outcome(c.public_id)[1])
-                        if outcomes.get(c.public_id, "unknown") != "unknown"
+                        if result.is_off(c.public_id)
                         else c
                         for c in classified
                     ]
