@@ -15,6 +15,7 @@ from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
+from django.db import connections, router
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render, resolve_url
 from django.views.decorators.cache import never_cache
@@ -65,10 +66,24 @@ class ModelBackend(backends.ModelBackend):
             pk = User._meta.pk.to_python(user_id)  # type: ignore[union-attr]
         except ValidationError:
             return None
-        user: Any = next(iter(User.objects.raw(USER_WITH_PERMISSIONS, [pk])), None)
-        if user is None or not self.user_can_authenticate(user):
+        # A plain cursor: RawQuerySet's mapping of columns cost a third of this query's
+        # time on every page (bench/RESULTS.md, 2026-12-03).
+        database = router.db_for_read(User)
+        with connections[database].cursor() as cursor:
+            cursor.execute(USER_WITH_PERMISSIONS, [pk])
+            row = cursor.fetchone()
+            names = [column.name for column in cursor.description or ()]
+        if row is None:
             return None
-        permission_names = user.__dict__.pop("permission_names")
+        found = dict(zip(names, row, strict=True))
+        permission_names = found.pop("permission_names")
+        fields = User._meta.concrete_fields
+        user: Any = User.from_db(
+            database, [f.attname for f in fields], [found[f.attname] for f in fields]
+        )
+        user.group_names = found.pop("group_names")
+        if not self.user_can_authenticate(user):
+            return None
         if not user.is_superuser:  # a superuser's checks are answered without asking
             # Where ModelBackend.get_all_permissions keeps the same set for the request.
             user._perm_cache = set(permission_names)

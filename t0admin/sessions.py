@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib.sessions.backends import db
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.db import connections, router
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -28,16 +29,31 @@ log = logging.getLogger("t0admin.sessions")
 REFRESH_SHARE = 0.01
 
 
+# Django's session model, django.contrib.sessions.models.Session.
+STORED_SESSION = (
+    "SELECT session_key, session_data, expire_date FROM django_session "
+    "WHERE session_key = %s AND expire_date > %s"
+)
+
+
 class SessionStore(db.SessionStore):
     """Django's database sessions, remembering when the stored row expires."""
 
     stored_expiry: datetime | None = None
 
     def _get_session_from_db(self) -> Any:
-        # The one place the row's expiry passes by; django-stubs omit this method.
-        stored = super()._get_session_from_db()  # type: ignore[misc]
-        self.stored_expiry = stored.expire_date if stored else None
-        return stored
+        """Django's query (the session, if not expired) in plain SQL: building it with the
+        ORM cost more than the round trip, on every page (bench/RESULTS.md, 2026-12-03).
+        The one place the row's expiry passes by; django-stubs omit this method."""
+        with connections[router.db_for_read(self.model)].cursor() as cursor:
+            cursor.execute(STORED_SESSION, [self.session_key, timezone.now()])
+            row = cursor.fetchone()
+        if row is None:
+            self._session_key = None  # as Django's: a new session, under a new key
+            self.stored_expiry = None
+            return None
+        key, data, self.stored_expiry = row
+        return self.model(session_key=key, session_data=data, expire_date=self.stored_expiry)
 
     def due_for_refresh(self, now: datetime | None = None) -> bool:
         if self.stored_expiry is None:  # no stored session (or never loaded): nothing to keep

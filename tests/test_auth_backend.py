@@ -13,6 +13,7 @@ from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
 from keys import roles
@@ -60,6 +61,9 @@ def test_the_same_permissions_as_djangos_backend(users: dict[str, User], backend
         assert loaded == user
         assert loaded.get_all_permissions() == djangos(user), name
         assert sorted(loaded.group_names) == sorted(user.groups.values_list("name", flat=True))
+        fresh = User.objects.get(pk=user.pk)
+        for field in User._meta.concrete_fields:
+            assert getattr(loaded, field.attname) == getattr(fresh, field.attname), field
     assert djangos(users["none"]) == set()
     assert djangos(users["both"]) == {
         *roles.VIEWER_PERMISSIONS,
@@ -167,3 +171,33 @@ def test_a_session_naming_djangos_backend_signs_in_again_without_an_error(
     signed_in = client.post("/sign-in", {"username": "admin", "password": "a long password 123"})
     assert signed_in.status_code == 302
     assert client.get("/api-keys").status_code == 200
+
+
+def test_the_loaded_user_saves_as_the_row_it_came_from(users: dict[str, User]) -> None:
+    """Built from a plain cursor, the user is a stored row to the ORM, not a new one."""
+    loaded = ModelBackend().get_user(users["admin"].pk)
+    assert loaded._state.adding is False and loaded._state.db == "default"
+    loaded.first_name = "Ada"
+    loaded.save()  # an UPDATE: an INSERT would collide with the row's primary key
+    assert User.objects.get(pk=users["admin"].pk).first_name == "Ada"
+    assert User.objects.count() == len(users)
+
+
+def test_a_session_reads_as_djangos_store_reads_it(users: dict[str, User]) -> None:
+    from django.contrib.sessions.backends import db
+
+    from t0admin.sessions import SessionStore
+
+    stored = SessionStore()
+    stored.update({"_auth_user_id": str(users["admin"].pk), "note": "ü" * 300})
+    stored.create()
+    key = stored.session_key
+    ours, djangos_store = SessionStore(key), db.SessionStore(key)
+    assert ours.load() == djangos_store.load() == {**stored._session}
+    assert ours.stored_expiry == Session.objects.get(pk=key).expire_date
+    assert ours.session_key == key
+
+    Session.objects.filter(pk=key).update(expire_date=timezone.now())
+    gone = SessionStore(key)
+    assert gone.load() == {} and gone.session_key is None and gone.stored_expiry is None
+    assert SessionStore("no-such-session-key-0123456789ab").load() == {}
