@@ -324,13 +324,14 @@ class Freshness:
 
 
 def freshness() -> Freshness:
+    """The watermark and the database's time, in one round trip (it precedes every list)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT statement_timestamp()")
-        (now,) = cursor.fetchone()
-    state = UsageState.objects.filter(pk=1).first()
-    if state is None:
-        return Freshness(None, None, now)
-    return Freshness(state.complete_until, state.known_since, now)
+        cursor.execute(
+            "SELECT statement_timestamp(), s.complete_until, s.known_since FROM (SELECT) AS one "
+            f"LEFT JOIN {UsageState._meta.db_table} AS s ON s.id = 1"
+        )
+        now, complete_until, known_since = cursor.fetchone()
+    return Freshness(complete_until, known_since, now)
 
 
 def refresh() -> tuple[Availability, Freshness | None]:

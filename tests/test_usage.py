@@ -555,3 +555,19 @@ def test_a_boosted_details_link_becomes_a_page_of_its_own(admin_client: Client) 
         f"/api-keys/{public_id}", HTTP_HX_REQUEST="true", HTTP_HX_BOOSTED="true"
     )
     assert response["HX-Redirect"] == f"/api-keys/{public_id}"
+
+
+def test_freshness_reads_the_watermark_and_the_databases_time_in_one_query() -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        empty = usage.freshness()
+    assert len(queries) == 1
+    assert empty.complete_until is None and empty.known_since is None and empty.age is None
+    assert abs(empty.now - timezone.now()) < timedelta(seconds=5)
+    until, since = timezone.now() - timedelta(minutes=3), timezone.now() - timedelta(days=2)
+    UsageState.objects.create(pk=1, complete_until=until, known_since=since, fed_at=until)
+    current = usage.freshness()
+    assert (current.complete_until, current.known_since) == (until, since)
+    assert timedelta(minutes=3) <= current.age < timedelta(minutes=4)
+    assert current.age_text == "3 min ago"
