@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import psycopg
@@ -364,22 +365,37 @@ class BulkDisable:
     # Active, but another transaction held them locked for longer than the lock timeout:
     # not disabled. Asking again disables them once that transaction has ended.
     held: list[str] = field(default_factory=list)
+    # Held like those, but disabled by their holder by the time this call ended.
+    meanwhile: list[str] = field(default_factory=list)
 
     def outcome(self, public_id: str) -> tuple[str, datetime | None]:
         if public_id in self.disabled:
             return "disabled now", self.disabled[public_id]
         if public_id in self.already:
             return "already disabled", self.already[public_id]
-        if public_id in self.held:
+        if public_id in self._held:
             return HELD, None
+        if public_id in self._meanwhile:
+            return MEANWHILE, None
         return "unknown", None
 
+    @cached_property
+    def _held(self) -> frozenset[str]:
+        return frozenset(self.held)
+
+    @cached_property
+    def _meanwhile(self) -> frozenset[str]:
+        return frozenset(self.meanwhile)
+
     def is_off(self, public_id: str) -> bool:
-        """Disabled now or before: the gateway refuses it."""
-        return public_id in self.disabled or public_id in self.already
+        """Disabled, by this call or another: the gateway refuses it."""
+        return (
+            public_id in self.disabled or public_id in self.already or public_id in self._meanwhile
+        )
 
 
 HELD = "NOT disabled: another change held it"
+MEANWHILE = "disabled meanwhile by another change"
 
 
 def _lock_for_disable(valid: list[str]) -> tuple[list[tuple[int, str, Any]], list[str]]:
@@ -389,7 +405,8 @@ def _lock_for_disable(valid: list[str]) -> tuple[list[tuple[int, str, Any]], lis
 
     One held key must not stop a leak response for all the others: after the wait for it
     times out (undone by its savepoint alone), every key nobody holds is locked without
-    waiting, and the held ones are named.
+    waiting, and the held ones are named. The wait ends by the lock timeout, or by the
+    statement timeout when several waits add up (this indexed read is slow only then).
     """
     keys = ApiKey.objects.filter(public_id__in=valid).order_by("id")
     columns = ("id", "public_id", "disabled_at")
@@ -397,7 +414,8 @@ def _lock_for_disable(valid: list[str]) -> tuple[list[tuple[int, str, Any]], lis
         with transaction.atomic():  # a savepoint
             return list(keys.select_for_update().values_list(*columns)), []
     except OperationalError as error:
-        if not isinstance(error.__cause__, psycopg.errors.LockNotAvailable):
+        waited = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+        if not isinstance(error.__cause__, waited):
             raise
     rows = list(keys.select_for_update(skip_locked=True).values_list(*columns))
     locked = {pk for pk, _, _ in rows}
@@ -428,9 +446,6 @@ def disable_keys(
     with _writing(f"disabling {len(valid)} keys ({named})") as write:
         rows, held = _lock_for_disable(valid)
         todo = {pk for pk, _, disabled_at in rows if disabled_at is None}
-        write.saved = lambda: (
-            not ApiKey.objects.filter(pk__in=todo, disabled_at__isnull=True).exists()
-        )
         ApiKey.objects.filter(pk__in=todo).update(disabled_at=Now(), updated_at=Now())
         after = {
             public_id: at
@@ -440,7 +455,7 @@ def disable_keys(
             if at is not None
         }
         changed = {public_id for pk, public_id, _ in rows if pk in todo}
-        AuditEvent.objects.bulk_create(
+        recorded = AuditEvent.objects.bulk_create(
             AuditEvent(
                 actor=actor,
                 action=AuditEvent.Action.DISABLE,
@@ -451,12 +466,32 @@ def disable_keys(
             for public_id in wanted
             if public_id in changed
         )
+        # Saved if this write's own audit record is: the keys being disabled could also be
+        # another disable's doing, which took their locks once this transaction ended.
+        # Nothing to write, nothing to lose.
+        write.saved = (
+            AuditEvent.objects.filter(pk=recorded[0].pk).exists if recorded else lambda: True
+        )
+    found = {public_id for _, public_id, _ in rows}.union(held)  # once: 100,000 keys
+    active = still_active(held)  # committed: their holders may have disabled some meanwhile
     return BulkDisable(
         disabled={p: after[p] for p in wanted if p in changed and p in after},
         already={p: after[p] for p in wanted if p in after and p not in changed},
-        unknown=[p for p in wanted if p not in {public_id for _, public_id, _ in rows} | {*held}],
+        unknown=[p for p in wanted if p not in found],
         incident=incident,
-        held=held,
+        held=[p for p in held if p in active],
+        meanwhile=[p for p in held if p not in active],
+    )
+
+
+def still_active(public_ids: list[str]) -> set[str]:
+    """Which of these keys are not disabled now."""
+    if not public_ids:
+        return set()
+    return set(
+        ApiKey.objects.filter(public_id__in=public_ids, disabled_at__isnull=True).values_list(
+            "public_id", flat=True
+        )
     )
 
 

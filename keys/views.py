@@ -349,6 +349,8 @@ def disable_selected(request: HtmxHttpRequest) -> HttpResponse:
     message += ". Gateways stop accepting them within their auth cache TTL (1 second by default)."
     if result.already:
         message += f" Already disabled, unchanged: {', '.join(result.already)}."
+    if result.meanwhile:
+        message += f" Disabled meanwhile by another change: {', '.join(result.meanwhile)}."
     if result.held:
         message += (
             f" NOT disabled: {', '.join(result.held)}. Another change held "
@@ -765,6 +767,7 @@ def _leak_page(
     since: datetime,
     report: gateway_probe.Report | None = None,
     disabled: service.BulkDisable | None = None,
+    held: int = 0,
     not_probed: str = "",
     status: int = 200,
 ) -> HttpResponse:
@@ -785,6 +788,7 @@ def _leak_page(
         "token": _leak_token(rows, incident, since) if active else "",
         "report": report,
         "disabled": disabled,
+        "held": held,  # keys that Disable all could not take, still active
         "not_probed": not_probed,
         "gateway_configured": gateway_probe.configured_url() is not None,
         "not_configured": gateway_probe.NOT_CONFIGURED,
@@ -890,11 +894,14 @@ def disable_leaked(request: HtmxHttpRequest) -> HttpResponse:
             "text again with “Ask the gateway too” ticked to have each key checked."
         )
     genuine = {leaks.State.ACTIVE.value, leaks.State.DISABLED.value}
+    asked = set(active)  # up to 100,000 keys: not a list lookup per row
     for row in rows:
-        if row.public_id in active and row.state in genuine:
+        if row.public_id in asked and row.state in genuine:
             outcome, at = result.outcome(row.public_id)
+            if outcome == service.HELD and row.state == leaks.State.DISABLED.value:
+                outcome = service.MEANWHILE  # its holder disabled it since (read again above)
             row.outcome, row.since = outcome, at or row.since
-            if result.is_off(row.public_id):
+            if outcome != service.HELD and result.is_off(row.public_id):
                 row.state = leaks.State.DISABLED.value
     return _leak_page(
         request,
@@ -904,5 +911,6 @@ def disable_leaked(request: HtmxHttpRequest) -> HttpResponse:
         since=since,
         report=report,
         disabled=result,
+        held=sum(row.outcome == service.HELD for row in rows),
         not_probed=not_probed,
     )

@@ -195,6 +195,26 @@ def test_disable_all_of_unknown_outcome_names_the_keys_and_the_safe_retry(
     assert "created a key" not in answer.body
 
 
+def test_disable_all_whose_commit_answer_was_lost_says_what_it_disabled(
+    link: FaultyLink, database: PostgresServer, browser: WebClient
+) -> None:
+    """Asked again, the bulk disable looks for its own audit record: the keys being
+    disabled could be another disable's doing."""
+    keys = [manage(database.url(), "create_api_key").stdout.strip() for _ in range(2)]
+    text = "\n".join(keys)
+    checked = browser.post("/api-keys/leaked", {"text": text})
+    token = re.search(r'name="token" value="([^"]+)"', checked.body)
+    assert token
+    link.arm("lose_answer")
+    answer = browser.post(
+        "/api-keys/leaked/disable", {"token": token.group(1), "confirmed": "yes", "text": text}
+    )
+    assert link.tripped.is_set()
+    assert answer.status == 200, answer.body[:2000]
+    assert "2 keys disabled" in answer.body
+    assert not any(key_works(database, key) for key in keys)
+
+
 def test_commit_that_never_reached_the_database_says_nothing_changed(
     link: FaultyLink, database: PostgresServer, browser: WebClient
 ) -> None:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 
@@ -51,6 +53,39 @@ def hold(locker: psycopg.Connection, public_id: str) -> None:
     locker.execute(
         "SELECT 1 FROM public.tensorzero_auth_api_key WHERE public_id = %s FOR UPDATE", [public_id]
     )
+
+
+def disable_held(locker: psycopg.Connection, public_id: str) -> None:
+    """The holder is itself disabling the key (another admin's bulk disable)."""
+    locker.execute(
+        "UPDATE public.tensorzero_auth_api_key SET disabled_at = now() WHERE public_id = %s",
+        [public_id],
+    )
+
+
+@contextmanager
+def before_query(matches: Callable[[str], bool], then: Callable[[], object]) -> Iterator[None]:
+    """Run `then` once, just before the app's first query that `matches`: another
+    transaction's commit lands exactly between two of the app's statements."""
+    done = threading.Event()
+
+    def wrapper(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if not done.is_set() and matches(sql):
+            done.set()
+            then()
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield
+    assert done.is_set(), "the query never came"
+
+
+def rechecks(sql: str) -> bool:  # service.still_active's read
+    return "IS NULL" in sql and "FOR UPDATE" not in sql
+
+
+def classifies(sql: str) -> bool:  # leaks.classify's read
+    return "ANY(" in sql and '"expired"' in sql
 
 
 @pytest.fixture
@@ -89,6 +124,50 @@ def test_a_held_key_that_was_disabled_before_counts_as_disabled(
     locker.rollback()
     assert list(result.disabled) == [pid(a)] and list(result.already) == [pid(b)]
     assert not result.held and result.is_off(pid(b))
+
+
+def test_waits_that_add_up_past_the_statement_timeout_end_the_same_way(
+    locker: psycopg.Connection, three: list[str], request: pytest.FixtureRequest
+) -> None:
+    """Found by a review: the first pass waited 0.25 s for one key (held briefly) and then
+    for another (held long). Each wait was under the lock timeout, but together they
+    passed the statement timeout, which ended the statement with another error, and the
+    disable failed as a whole."""
+    from tests.servers import test_database_url
+
+    a, b, c = three
+    briefly = psycopg.connect(test_database_url())
+    request.addfinalizer(briefly.close)
+    hold(briefly, pid(a))
+    hold(locker, pid(b))
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '300ms'")
+        cursor.execute("SET statement_timeout = '500ms'")
+    letting_go = threading.Timer(0.25, briefly.rollback)
+    letting_go.start()
+    try:
+        result = service.disable_keys(actor="alice", public_ids=[pid(k) for k in three])
+    finally:
+        letting_go.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+            cursor.execute("RESET statement_timeout")
+    assert set(result.disabled) == {pid(a), pid(c)} and result.held == [pid(b)]
+
+
+def test_a_held_key_its_holder_disables_meanwhile_is_reported_as_such(
+    impatient_connection: None, locker: psycopg.Connection, three: list[str]
+) -> None:
+    a, b, _ = three
+    disable_held(locker, pid(b))
+    with before_query(rechecks, locker.commit):
+        result = service.disable_keys(actor="alice", public_ids=[pid(a), pid(b)])
+    assert list(result.disabled) == [pid(a)] and not result.held
+    assert result.meanwhile == [pid(b)] and result.is_off(pid(b))
+    assert result.outcome(pid(b)) == (service.MEANWHILE, None)
+    # Not this call's doing: its audit records name only what it disabled.
+    mine = AuditEvent.objects.filter(action=AuditEvent.Action.DISABLE, actor="alice")
+    assert [e.public_id for e in mine] == [pid(a)]
 
 
 def test_a_lock_timeout_with_nothing_held_any_more_is_not_mistaken(
@@ -141,6 +220,29 @@ def test_disable_all_on_the_leak_page_names_the_held_key_and_offers_it_again(
     assert len(incidents) == 1  # the second try is part of the same incident
 
 
+def test_the_leak_page_reads_a_held_key_again_before_calling_it_not_disabled(
+    admin: Client, locker: psycopg.Connection, three: list[str]
+) -> None:
+    """Found by a review: the holder disabled the key after Disable all had found it held,
+    and the page showed it disabled next to "NOT disabled: disable all again"."""
+    a, b, _ = three
+    text = f"{a}\n{b}\n"
+    checked = admin.post("/api-keys/leaked", {"text": text}).content.decode()
+    token = re.search(r'name="token" value="([^"]+)"', checked)
+    assert token
+    disable_held(locker, pid(b))
+    with before_query(classifies, locker.commit):  # between the disable and the page
+        html = admin.post(
+            "/api-keys/leaked/disable",
+            {"token": token.group(1), "confirmed": "yes", "text": text},
+            HTTP_HX_REQUEST="true",
+        ).content.decode()
+    rows = re.findall(r'<tr class="leak-([a-z_]+)" data-public-id="(\w+)"', html)
+    assert rows == [("disabled", pid(a)), ("disabled", pid(b))]
+    assert f"({service.MEANWHILE})" in html
+    assert "NOT disabled" not in html and "Disable all" not in html
+
+
 def test_disable_selected_names_the_held_key(
     admin: Client, locker: psycopg.Connection, three: list[str]
 ) -> None:
@@ -189,3 +291,26 @@ def test_find_leaked_keys_disables_the_rest_warns_and_exits_1(
     keys = {k["public_id"]: k for k in json.loads(out.getvalue())["keys"]}
     assert keys[pid(b)]["state"] == "active" and keys[pid(b)]["outcome"] == service.HELD
     assert keys[pid(a)]["outcome"] == "disabled now" == keys[pid(c)]["outcome"]
+
+
+def test_find_leaked_keys_reads_a_held_key_again_before_warning(
+    impatient_connection: None, locker: psycopg.Connection, three: list[str], tmp_path: Path
+) -> None:
+    a, b, _ = three
+    paste = tmp_path / "paste.txt"
+    paste.write_text(f"{a} {b}\n")
+    disable_held(locker, pid(b))
+    out, err = StringIO(), StringIO()
+    seen: list[str] = []
+
+    def second_classify(sql: str) -> bool:
+        if classifies(sql):
+            seen.append(sql)
+        return len(seen) == 2  # the look after --disable
+
+    with before_query(second_classify, locker.commit):
+        call_command("find_leaked_keys", "--disable", "--json", str(paste), stdout=out, stderr=err)
+    assert "NOT disabled" not in err.getvalue()
+    keys = {k["public_id"]: k for k in json.loads(out.getvalue())["keys"]}
+    assert keys[pid(b)]["state"] == "disabled" and keys[pid(b)]["outcome"] == service.MEANWHILE
+    assert keys[pid(a)]["outcome"] == "disabled now"

@@ -97,12 +97,6 @@ class Command(DatabaseCommand):
                         error, f"None of the {len(active)} active key(s) were disabled."
                     ) from None
                 outcomes = {p: result.outcome(p)[0] for p in active}
-                if result.held:
-                    self.stderr.write(
-                        f"WARNING: {len(result.held)} key(s) NOT disabled "
-                        f"({', '.join(result.held)}): another change held them for longer than t0admin waits (another admin's change, or "
-                        "a long transaction on the database). Run this again to disable them."
-                    )
                 try:
                     classified = leaks.classify(found)  # as they are now
                 except DatabaseError:
@@ -113,6 +107,7 @@ class Command(DatabaseCommand):
                         else c
                         for c in classified
                     ]
+                self._held(classified, outcomes)
         report: gateway_probe.Report | None = None
         if options["probe"] and classified:
             report = gateway_probe.probe(
@@ -127,6 +122,22 @@ class Command(DatabaseCommand):
         self._warn(options, report)
         if remaining or still:
             sys.exit(1)
+
+    def _held(self, classified: list[leaks.Classified], outcomes: dict[str, str]) -> None:
+        """Names the keys another transaction held away from --disable, as read since."""
+        held = []
+        for item in classified:
+            if outcomes.get(item.public_id) == service.HELD:
+                if item.state is State.ACTIVE:
+                    held.append(item.public_id)
+                else:  # its holder disabled it since
+                    outcomes[item.public_id] = service.MEANWHILE
+        if held:
+            self.stderr.write(
+                f"WARNING: {len(held)} key(s) NOT disabled ({', '.join(held)}): another change "
+                "held them for longer than t0admin waits (another admin's change, or a long "
+                "transaction on the database). Run this again to disable them."
+            )
 
     def _warn(self, options: dict[str, Any], report: gateway_probe.Report | None) -> None:
         if not options["probe"]:
