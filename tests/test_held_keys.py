@@ -275,6 +275,18 @@ def test_disable_selected_without_javascript_warns_on_the_list(
     assert re.search(r'<p class="message warning">[^<]*NOT disabled: ' + pid(three[1]), body)
 
 
+def disable_leaked(paste: Path) -> tuple[int, dict[str, dict[str, str]], str]:
+    """find_leaked_keys --disable --json: exit status, the keys by public ID, stderr."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("find_leaked_keys", "--disable", "--json", str(paste), stdout=out, stderr=err)
+        code = 0
+    except SystemExit as exit:
+        code = int(exit.code or 0)
+    keys = {k["public_id"]: k for k in json.loads(out.getvalue())["keys"]}
+    return code, keys, err.getvalue()
+
+
 def test_find_leaked_keys_disables_the_rest_warns_and_exits_1(
     impatient_connection: None, locker: psycopg.Connection, three: list[str], tmp_path: Path
 ) -> None:
@@ -282,13 +294,10 @@ def test_find_leaked_keys_disables_the_rest_warns_and_exits_1(
     paste = tmp_path / "paste.txt"
     paste.write_text(f"{a} {b} {c}\n")
     hold(locker, pid(b))
-    out, err = StringIO(), StringIO()
-    with pytest.raises(SystemExit) as exit:
-        call_command("find_leaked_keys", "--disable", "--json", str(paste), stdout=out, stderr=err)
+    code, keys, err = disable_leaked(paste)
     locker.rollback()
-    assert exit.value.code == 1  # a key is still active
-    assert f"1 key(s) NOT disabled ({pid(b)}): another change held them" in err.getvalue()
-    keys = {k["public_id"]: k for k in json.loads(out.getvalue())["keys"]}
+    assert code == 1  # a key is still active
+    assert f"1 key(s) NOT disabled ({pid(b)}): another change held them" in err
     assert keys[pid(b)]["state"] == "active" and keys[pid(b)]["outcome"] == service.HELD
     assert keys[pid(a)]["outcome"] == "disabled now" == keys[pid(c)]["outcome"]
 
@@ -300,7 +309,6 @@ def test_find_leaked_keys_reads_a_held_key_again_before_warning(
     paste = tmp_path / "paste.txt"
     paste.write_text(f"{a} {b}\n")
     disable_held(locker, pid(b))
-    out, err = StringIO(), StringIO()
     seen: list[str] = []
 
     def second_classify(sql: str) -> bool:
@@ -309,8 +317,7 @@ def test_find_leaked_keys_reads_a_held_key_again_before_warning(
         return len(seen) == 2  # the look after --disable
 
     with before_query(second_classify, locker.commit):
-        call_command("find_leaked_keys", "--disable", "--json", str(paste), stdout=out, stderr=err)
-    assert "NOT disabled" not in err.getvalue()
-    keys = {k["public_id"]: k for k in json.loads(out.getvalue())["keys"]}
+        code, keys, err = disable_leaked(paste)
+    assert code == 0 and "NOT disabled" not in err
     assert keys[pid(b)]["state"] == "disabled" and keys[pid(b)]["outcome"] == service.MEANWHILE
     assert keys[pid(a)]["outcome"] == "disabled now"
