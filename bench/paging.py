@@ -452,7 +452,11 @@ def report(
         lines.append(f"| {m.name} | {fmt(m.db_ms)} | {fmt(m.wall_ms)} | {m.note} |")
     lines += [
         "",
-        "Full pages through Django's test client (middleware, view, template; signed in):",
+        "Full pages through Django's test client (middleware, view, template; signed in). "
+        "`/healthz` is answered before the session, the host check and sign-in; the view "
+        "that does nothing pays what every signed-in page pays before its own work (the "
+        "session and the user, two queries, and the middleware); `?limit=1` adds the "
+        "list's queries and its page around a single row:",
         "",
         "| page | ms | notes |",
         "|---|---:|---|",
@@ -558,13 +562,23 @@ def main() -> int:
         # The UI's biggest page, for ?limit=10000.
         measurements.append(measure_ui(database_url, 0, reps, limit=10_000))
 
+        from django.test import override_settings
+
         renders = []
-        for name, path, expect in (
-            ("/api-keys (first page)", "/api-keys", None),
-            (f"/api-keys?before=… ({deep:,} deep)", f"/api-keys?before={before}", deep_first),
-        ):
-            value, note = measure_render(path, reps, expect)
-            renders.append((name, value, note))
+        with override_settings(ROOT_URLCONF="bench.floor_urls"):  # adds /bench/nothing
+            for name, path, expect in (
+                ("/healthz", "/healthz", None),
+                (
+                    "a signed-in view that does nothing (bench/floor_urls.py)",
+                    "/bench/nothing",
+                    None,
+                ),
+                ("/api-keys?limit=1 (floor of the list)", "/api-keys?limit=1", None),
+                ("/api-keys (first page)", "/api-keys", None),
+                (f"/api-keys?before=… ({deep:,} deep)", f"/api-keys?before={before}", deep_first),
+            ):
+                value, note = measure_render(path, reps, expect)
+                renders.append((name, value, note))
 
         log("measuring the served pages through gunicorn")
         served_result = served.measure(
