@@ -422,7 +422,8 @@ def _lock_for_disable(valid: list[str]) -> tuple[list[tuple[int, str, Any]], lis
     # The others as last committed: one disabled already counts as such.
     others = [row for row in keys.values_list(*columns) if row[0] not in locked]
     held = [public_id for _, public_id, disabled_at in others if disabled_at is None]
-    log.warning("a bulk disable left out %d keys another transaction held", len(held))
+    if held:
+        log.warning("a bulk disable left out %d keys another transaction held", len(held))
     return rows + [row for row in others if row[2] is not None], held
 
 
@@ -473,7 +474,10 @@ def disable_keys(
             AuditEvent.objects.filter(pk=recorded[0].pk).exists if recorded else lambda: True
         )
     found = {public_id for _, public_id, _ in rows}.union(held)  # once: 100,000 keys
-    active = still_active(held)  # committed: their holders may have disabled some meanwhile
+    try:
+        active = still_active(held)  # committed: their holders may have disabled some since
+    except DatabaseError:  # the disable stands; what it could not take, it still names
+        active = set(held)
     return BulkDisable(
         disabled={p: after[p] for p in wanted if p in changed and p in after},
         already={p: after[p] for p in wanted if p in after and p not in changed},

@@ -170,6 +170,21 @@ def test_a_held_key_its_holder_disables_meanwhile_is_reported_as_such(
     assert [e.public_id for e in mine] == [pid(a)]
 
 
+def test_a_disable_that_committed_stands_when_reading_the_held_keys_again_fails(
+    impatient_connection: None, locker: psycopg.Connection, three: list[str]
+) -> None:
+    """The connection is lost after the COMMIT, before the held keys are read again: what
+    was disabled is still reported as such, and the held key still as not disabled."""
+    a, b, _ = three
+    hold(locker, pid(b))
+    with before_query(rechecks, lambda: connection.connection.close()):
+        result = service.disable_keys(actor="alice", public_ids=[pid(a), pid(b)])
+    connection.close()  # as at the end of a request: the next one connects again
+    locker.rollback()
+    assert list(result.disabled) == [pid(a)] and result.held == [pid(b)]
+    assert not gateway_accepts(a)
+
+
 def test_a_lock_timeout_with_nothing_held_any_more_is_not_mistaken(
     impatient_connection: None, three: list[str]
 ) -> None:
