@@ -38,6 +38,12 @@ def pid(key: str) -> str:
     return tokens.extract(key).public_id  # type: ignore[union-attr]
 
 
+@pytest.fixture(autouse=True, params=[service.SLICE, 1], ids=["one slice", "slices of 1"])
+def _slices(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every case with the keys in one statement, and with a statement per key."""
+    monkeypatch.setattr(service, "SLICE", request.param)
+
+
 @pytest.fixture
 def impatient_connection(db: None) -> Iterator[None]:
     with connection.cursor() as cursor:
