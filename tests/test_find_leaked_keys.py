@@ -207,10 +207,49 @@ def test_probe_without_a_gateway_says_how_to_enable_it(report_file) -> None:  # 
     assert "TENSORZERO_GATEWAY_URL is not set" in result.stderr
 
 
-def test_more_keys_than_one_disable_takes_is_refused_in_words(report_file, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Found by a probe: a refusal from the service came out as a traceback."""
-    path, keys = report_file
-    monkeypatch.setattr(service, "MAX_DISABLE", 0)
-    with pytest.raises(CommandError, match="Nothing was disabled: Disable at most 0 keys"):
-        run("--disable", str(path))
-    assert gateway_accepts(keys["live"])
+def test_more_keys_than_one_disable_takes_are_disabled_in_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a probe: a file with more than service.MAX_DISABLE (100,000) active keys
+    disabled none of them ("Disable at most 100,000 keys at once", exit 2)."""
+    keys = [service.create_key(actor="t").secret for _ in range(3)]
+    paste = tmp_path / "many.txt"
+    paste.write_text("\n".join(keys))
+    monkeypatch.setattr(service, "MAX_DISABLE", 2)
+    code, out, _ = run("--disable", str(paste))
+    assert code == 0
+    assert not any(gateway_accepts(key) for key in keys)
+    incidents = set(AuditEvent.objects.filter(reason="leaked").values_list("incident", flat=True))
+    assert len(incidents) == 1
+    assert f"Incident {incidents.pop()}: disabled 3 key(s)." in out
+
+
+def test_a_later_part_that_fails_says_what_the_earlier_ones_disabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+
+    keys = [service.create_key(actor="t").secret for _ in range(3)]
+    paste = tmp_path / "many.txt"
+    paste.write_text("\n".join(keys))
+    monkeypatch.setattr(service, "MAX_DISABLE", 1)
+    statements: list[str] = []
+
+    def lose_the_connection_in_the_second_part(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if "FOR UPDATE" in sql:
+            statements.append(sql)
+            if len(statements) == 2:
+                connection.connection.close()  # the database goes away for real
+        return execute(sql, params, many, context)
+
+    with (
+        connection.execute_wrapper(lose_the_connection_in_the_second_part),
+        pytest.raises(CommandError) as failed,
+    ):
+        run("--disable", str(paste))
+    connection.close()
+    message = str(failed.value)
+    assert failed.value.returncode == 3
+    assert "1 of the 3 active key(s) were disabled first (incident leak-" in message
+    assert "None of the 2 active key(s) after them were disabled." in message
+    assert [gateway_accepts(key) for key in keys] == [False, True, True]

@@ -23,6 +23,7 @@ from keys.management.commands._actor import cli_actor
 from keys.management.commands._database import DATABASE_FAILED, DatabaseCommand, database_failed
 
 CHUNK = 2**20  # characters read at a time: memory stays bounded however big the input
+OFF = {"disabled now", "already disabled", service.MEANWHILE}  # outcomes the gateway refuses
 
 
 def _chunks(handle: IO[str]) -> Iterator[str]:
@@ -79,31 +80,15 @@ class Command(DatabaseCommand):
         if options["disable"]:
             active = [c.public_id for c in classified if c.state is State.ACTIVE]
             if active:
-                try:
-                    result = service.disable_keys(
-                        actor=cli_actor(), public_ids=active, reason="leaked", incident=incident
-                    )
-                except service.ServiceError as error:
-                    raise CommandError(f"Nothing was disabled: {error}", returncode=2) from None
-                except service.OutcomeUnknown as error:
-                    raise CommandError(
-                        f"Not known whether the {len(active)} active key(s) were disabled: the "
-                        f"database connection broke while {error.action} was being committed. "
-                        "Run this again: disabling twice is harmless.",
-                        returncode=DATABASE_FAILED,
-                    ) from None
-                except DatabaseError as error:
-                    raise database_failed(
-                        error, f"None of the {len(active)} active key(s) were disabled."
-                    ) from None
-                outcomes = {p: result.outcome(p)[0] for p in active}
+                decided = self._disable(active, incident)
+                outcomes = {p: outcome for p, (outcome, _) in decided.items()}
                 try:
                     classified = leaks.classify(found)  # as they are now
                 except DatabaseError:
                     # Disabled, committed: say so from the disable's own result.
                     classified = [
-                        replace(c, state=State.DISABLED, since=result.outcome(c.public_id)[1])
-                        if result.is_off(c.public_id)
+                        replace(c, state=State.DISABLED, since=decided[c.public_id][1])
+                        if decided.get(c.public_id, ("", None))[0] in OFF
                         else c
                         for c in classified
                     ]
@@ -122,6 +107,43 @@ class Command(DatabaseCommand):
         self._warn(options, report)
         if remaining or still:
             sys.exit(1)
+
+    def _disable(self, active: list[str], incident: str) -> dict[str, tuple[str, Any]]:
+        """--disable: each key's outcome and time. service.MAX_DISABLE keys at a time, a
+        transaction each, all under the one incident: a file may hold any number."""
+        decided: dict[str, tuple[str, Any]] = {}
+        for start in range(0, len(active), service.MAX_DISABLE):
+            part = active[start : start + service.MAX_DISABLE]
+            done = (
+                f"{len(decided)} of the {len(active)} active key(s) were disabled first "
+                f"(incident {incident}). "
+                if decided
+                else ""
+            )
+            try:
+                result = service.disable_keys(
+                    actor=cli_actor(), public_ids=part, reason="leaked", incident=incident
+                )
+            except service.ServiceError as error:
+                nothing = "Nothing more was disabled" if done else "Nothing was disabled"
+                raise CommandError(f"{done}{nothing}: {error}", returncode=2) from None
+            except service.OutcomeUnknown as error:
+                raise CommandError(
+                    f"{done}Not known whether the {len(part)} active key(s) after them were "
+                    f"disabled: the database connection broke while {error.action} was being "
+                    "committed. Run this again: disabling twice is harmless.",
+                    returncode=DATABASE_FAILED,
+                ) from None
+            except DatabaseError as error:
+                rest = len(active) - start
+                raise database_failed(
+                    error,
+                    f"{done}None of the {rest} active key(s) after them were disabled."
+                    if done
+                    else f"None of the {rest} active key(s) were disabled.",
+                ) from None
+            decided.update((p, result.outcome(p)) for p in part)
+        return decided
 
     def _held(self, classified: list[leaks.Classified], outcomes: dict[str, str]) -> None:
         """Names the keys another transaction held away from --disable, as read since."""
