@@ -355,8 +355,9 @@ def report(info: dict[str, str], rows: int, load_s: float, sections: dict[str, l
         "ID (a `Bitmap Index Scan` with `= ANY(array)`, plan below), however big the table. "
         "Whether a secret matches is checked in Python against the stored hash. The rest of "
         "the request is parsing the 1 MB multipart body, the scan for keys and the page.",
-        "- Disable all is one `SELECT … FOR UPDATE`, one `UPDATE`, one bulk `INSERT` of the "
-        "audit records, in one transaction; the page figure adds checking the signed list "
+        "- Disable all is one transaction: the keys' ids read, then locked, updated and "
+        "recorded in slices of 10,000 rows a statement (`service.SLICE`), so that no "
+        "statement nears the statement timeout at 100,000 keys; the page figure adds checking the signed list "
         "and drawing the outcome for 1,000 rows. The time grows in step with the keys, up "
         "to the 100,000 one disable takes (until 2026-12-03 the outcome was sorted out by a "
         "loop that grew with the square of the keys: seconds for 10,000, hours for 100,000).",
