@@ -2,7 +2,8 @@
 --disable switch the active ones off, as the leaked keys page does.
 
 Exit status: 0 when no active key remains, 1 when active keys were found and left active
-(or the gateway still accepts one), 2 for bad usage or unreadable input.
+(or the gateway still accepts one), 2 for bad usage or unreadable input, 3 when the
+database failed.
 """
 
 from __future__ import annotations
@@ -128,8 +129,9 @@ class Command(DatabaseCommand):
                 nothing = "Nothing more was disabled" if done else "Nothing was disabled"
                 raise CommandError(f"{done}{nothing}: {error}", returncode=2) from None
             except service.OutcomeUnknown as error:
+                after = " after them" if done else ""
                 raise CommandError(
-                    f"{done}Not known whether the {len(part)} active key(s) after them were "
+                    f"{done}Not known whether the {len(part)} active key(s){after} were "
                     f"disabled: the database connection broke while {error.action} was being "
                     "committed. Run this again: disabling twice is harmless.",
                     returncode=DATABASE_FAILED,
