@@ -8,7 +8,9 @@ may pass once more: a key that should be refused is asked again for a few second
 it is reported as still accepted.
 
 Short timeouts and a bounded total, so that a page waiting for this never hangs on a
-slow gateway; a gateway that stops answering is given up on at once. No redirects are
+slow gateway; a gateway that stops answering is given up on at once. Each of the workers
+keeps its connection open from one call to the next, and the keys that should be refused
+are asked first: the proof that they are off is what the check is for. No redirects are
 followed: a key is never sent anywhere but the configured URL.
 """
 
@@ -40,6 +42,7 @@ RETRY_EVERY = 0.25
 BUDGET = 12.0  # the most the whole check may take, however many keys
 WORKERS = 8
 AUTH_ERROR_PREFIX = "TensorZero authentication error: "
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 NOT_CONFIGURED = (
     "t0admin could not ask the gateway whether these keys still get in: "
@@ -204,6 +207,11 @@ class _Gateway:
         self.stalled = threading.Event()  # a call timed out: ask nothing more
         self._resolving = threading.Lock()
         self._addresses: list[Any] | None = None
+        # Each worker thread keeps its connection open between its calls (HTTP/1.1):
+        # a call costs one round trip, not a connect (and a TLS handshake) as well.
+        self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []
+        self._opened_lock = threading.Lock()
 
     def _resolve(self, deadline: _CallDeadline) -> list[Any]:
         """The host's addresses, looked up once for the whole check. The resolver has no
@@ -261,7 +269,7 @@ class _Gateway:
                     raise
         raise AssertionError("unreachable: the last address returns or raises")
 
-    def call(self, key: str) -> tuple[int, bytes]:
+    def _open(self) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection
         if self.https:
             connection = http.client.HTTPSConnection(
@@ -272,11 +280,36 @@ class _Gateway:
             )
         else:
             connection = http.client.HTTPConnection(self.host, self.port, timeout=self.call_timeout)
+        with self._opened_lock:
+            self._opened.append(connection)
+        return connection
+
+    def call(self, key: str) -> tuple[int, bytes]:
+        """One request on this thread's kept connection, or a new one. A kept connection
+        the gateway closed while it was idle fails at once and is replaced, within the
+        same deadline: asking again costs nothing, the body `{}` runs no inference."""
         deadline = _CallDeadline(self.call_timeout)
+        try:
+            kept: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+            self._local.connection = None  # kept again only after a whole answer
+            if kept is not None and kept.sock is not None:
+                try:
+                    return self._exchange(kept, key, deadline)
+                except _Closed:
+                    pass
+            return self._exchange(self._open(), key, deadline)
+        finally:
+            deadline.finish()
+
+    def _exchange(
+        self, connection: http.client.HTTPConnection, key: str, deadline: _CallDeadline
+    ) -> tuple[int, bytes]:
+        reused = connection.sock is not None
         # http.client's own hook for opening the socket; the TLS handshake follows on it.
         connection._create_connection = lambda *_: self._connect(deadline)  # type: ignore[attr-defined]
         try:
-            connection.connect()
+            if not reused:
+                connection.connect()
             # Under TLS the socket just held is now wrapped (and detached): hold the wrapper.
             deadline.hold(connection.sock)
             connection.request(
@@ -285,18 +318,41 @@ class _Gateway:
                 body=b"{}",
                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
             )
+            if QUICKACK is not None:
+                # A server that writes its head and body apart (Python's http.server does)
+                # holds the body until the head is acknowledged, and Linux delays that
+                # acknowledgment on a kept connection: 40 ms a call. 500 calls to such a
+                # server: 2.8 s without this, 0.4 s with it.
+                connection.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
             response = connection.getresponse()
             answer = response.status, response.read(4096)
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as error:
+            connection.close()
             if deadline.overdue:
                 raise TimeoutError from None
+            if reused and isinstance(error, ConnectionError | http.client.BadStatusLine):
+                raise _Closed from None
             raise
-        finally:
-            deadline.finish()
-            connection.close()
         if deadline.overdue:  # what was read may be cut short: no verdict from it
+            connection.close()
             raise TimeoutError
+        if response.isclosed() and connection.sock is not None:
+            self._local.connection = connection  # the whole answer read: ready for the next
+        else:  # a longer body than is read, or the gateway ends the connection
+            response.close()
+            connection.close()
         return answer
+
+    def close(self) -> None:
+        """Close every kept connection, once all calls are done."""
+        with self._opened_lock:
+            for connection in self._opened:
+                connection.close()
+            self._opened.clear()
+
+
+class _Closed(Exception):
+    """A kept connection the gateway had closed: the request never reached it."""
 
 
 def _ask(gateway: _Gateway, key: str, expect_refused: bool, deadline: float) -> Answer:
@@ -360,6 +416,8 @@ def probe(
     unknown): only those are asked again while the gateway's auth cache may lag. A made-up
     key is asked too; if it is not refused, auth is off at that gateway.
     """
+    if len(keys) != len(expect_refused):
+        raise ValueError("one expect_refused per key")
     url = url if url is not None else configured_url()
     if url is None:
         return Report(url=None)
@@ -370,13 +428,19 @@ def probe(
     except ValueError as error:
         return Report(url=url, error=str(error))
     decoy = tokens.generate()  # 62^60 possibilities: certainly in no database
-    with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(keys) + 1))) as pool:
-        decoy_answer = pool.submit(_ask, gateway, decoy, False, deadline)
-        futures = [
-            pool.submit(_ask, gateway, key, refused, deadline)
-            for key, refused in zip(keys, expect_refused, strict=True)
-        ]
-        answers = [future.result() for future in futures]
+    # The keys that should be refused are asked first: if time runs out, what is left
+    # unchecked is the keys t0admin itself says work.
+    order = sorted(range(len(keys)), key=lambda index: not expect_refused[index])
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(keys) + 1))) as pool:
+            decoy_answer = pool.submit(_ask, gateway, decoy, False, deadline)
+            futures = {
+                index: pool.submit(_ask, gateway, keys[index], expect_refused[index], deadline)
+                for index in order
+            }
+            answers = [futures[index].result() for index in range(len(keys))]
+    finally:
+        gateway.close()
     return Report(
         url=url, answers=answers, decoy=decoy_answer.result(), seconds=time.monotonic() - began
     )

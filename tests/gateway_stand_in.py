@@ -5,7 +5,8 @@ hash its secret part, look the row up, refuse a disabled or expired one, 401 wit
 gateway's JSON body and words), with a per-key cache of each verdict for `ttl_ms`; a key
 that gets through is refused for its empty body (400), as the real gateway does. Modes:
 `auth_off` lets every request through (`[gateway.auth] enabled = false`), `hang` accepts
-connections and never answers.
+connections and never answers, `close_after_each` closes each connection after one answer
+without saying so (as a server does with a connection idle too long).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ AUTH = "TensorZero authentication error: "
 class StandIn:
     url: str
     calls: list[str] = field(default_factory=list)  # public IDs asked about, in order
+    connections: int = 0  # TCP connections accepted
 
 
 def _verdict(database_url: str, key: str) -> str | None:
@@ -62,7 +64,12 @@ def _verdict(database_url: str, key: str) -> str | None:
 
 @contextlib.contextmanager
 def stand_in_gateway(
-    database_url: str, *, ttl_ms: int = 1000, auth_off: bool = False, hang: bool = False
+    database_url: str,
+    *,
+    ttl_ms: int = 1000,
+    auth_off: bool = False,
+    hang: bool = False,
+    close_after_each: bool = False,
 ) -> Iterator[StandIn]:
     released = threading.Event()
     cache: dict[str, tuple[float, str | None]] = {}
@@ -75,6 +82,11 @@ def stand_in_gateway(
         def log_message(self, format: str, *args: object) -> None:  # quiet
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            with lock:
+                state.connections += 1
+
         def _send(self, status: int, body: object) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -82,6 +94,8 @@ def stand_in_gateway(
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            if close_after_each:
+                self.close_connection = True  # no "Connection: close": the client learns late
 
         def do_POST(self) -> None:  # noqa: N802  http.server's name
             if hang:

@@ -276,6 +276,44 @@ def test_a_gateway_that_drips_its_answer_is_cut_off_at_the_call_timeout(
     assert any("did not answer within 1.5 s" in a.text for a in report.answers)
 
 
+def test_each_worker_keeps_its_connection_open_between_calls() -> None:
+    keys = [tokens.generate() for _ in range(60)]
+    with stand_in_gateway(database_url()) as gateway:
+        report = gateway_probe.probe(keys, [True] * 60, gateway.url)
+    assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 60
+    assert len(gateway.calls) == 61
+    # A connection per call would be 61; each worker keeps one.
+    assert gateway.connections <= gateway_probe.WORKERS, gateway.connections
+
+
+def test_a_kept_connection_the_gateway_closed_is_replaced_not_reported() -> None:
+    keys = [tokens.generate() for _ in range(30)]
+    with stand_in_gateway(database_url(), close_after_each=True) as gateway:
+        report = gateway_probe.probe(keys, [True] * 30, gateway.url)
+    # Each answer ends its connection without a word: the next call on it finds it closed
+    # and asks again on a new one; no key is left without a verdict for it.
+    assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 30, report.answers
+    assert gateway.connections == 31  # one per call, and none of them asked twice
+    assert len(gateway.calls) == 31
+
+
+def test_keys_that_should_be_refused_are_asked_first(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(gateway_probe, "WORKERS", 1)  # one at a time: the order is seen
+    live = [service.create_key(actor="t") for _ in range(3)]
+    dead = [service.create_key(actor="t") for _ in range(3)]
+    for key in dead:
+        service.disable_key(actor="t", public_id=key.api_key.public_id)
+    mixed = [k for pair in zip(live, dead, strict=True) for k in pair]  # live, dead, live, ...
+    with stand_in_gateway(database_url()) as gateway:
+        report = gateway_probe.probe(
+            [k.secret for k in mixed], [k in dead for k in mixed], gateway.url
+        )
+    asked = gateway.calls[1:]  # after the made-up key
+    assert asked == [k.api_key.public_id for k in dead + live]
+    # The answers stay in the order of the keys given.
+    assert [a.verdict for a in report.answers] == [Verdict.ACCEPTED, Verdict.REFUSED] * 3
+
+
 def test_keys_the_gateway_did_not_answer_for_are_counted_not_called_asked(
     admin_client, settings
 ) -> None:  # type: ignore[no-untyped-def]
