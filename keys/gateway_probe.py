@@ -27,11 +27,13 @@ import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils import timezone
 
 from keys import text, tokens
 
@@ -65,6 +67,7 @@ class Answer:
     message: str = ""  # the gateway's reason for a 401, or why there was no answer
     attempts: int = 0
     expected_refused: bool = True
+    earlier: datetime | None = None  # refused in an earlier check, then; not asked this time
 
     @property
     def loud(self) -> bool:
@@ -73,6 +76,9 @@ class Answer:
 
     @property
     def text(self) -> str:
+        if self.verdict is Verdict.REFUSED and self.earlier:
+            at = timezone.localtime(self.earlier).strftime("%H:%M:%S %Z")
+            return f"refused by the gateway in the check at {at}; not asked again"
         if self.verdict is Verdict.REFUSED:
             return f"refused by the gateway (401: {self.message})"
         if self.loud:

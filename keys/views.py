@@ -751,12 +751,55 @@ def _leak_text(request: HtmxHttpRequest, name: str) -> str | HttpResponse:
     return pasted
 
 
-def _probe_rows(rows: list[LeakRow], found: list[leaks.Classified]) -> gateway_probe.Report:
-    """Ask the gateway about every key found; rows and found are in the same order."""
+REFUSED_SALT = "keys.leaked.refused"
+
+
+def _refused_token(report: gateway_probe.Report | None, rows: list[LeakRow]) -> str:
+    """When a check left keys unanswered: the public IDs the gateway refused (now or in
+    the check before), signed, for the next check to skip. "Check again" then goes on
+    with the rest, however big the paste and slow the gateway. Never a secret."""
+    if report is None or not report.unanswered:
+        return ""
+    now = timezone.now()
+    refused = {
+        row.public_id: (row.answer.earlier or now).isoformat()
+        for row in rows
+        if row.answer and row.answer.verdict is gateway_probe.Verdict.REFUSED
+    }
+    return signing.dumps(refused, salt=REFUSED_SALT, compress=True) if refused else ""
+
+
+def _read_refused(token: str) -> dict[str, datetime]:
+    """The previous check's refusals; an expired, altered or missing token: none (every
+    key is asked)."""
+    try:
+        refused = signing.loads(token, salt=REFUSED_SALT, max_age=LEAK_CONFIRM_SECONDS)
+        return {public_id: datetime.fromisoformat(at) for public_id, at in refused.items()}
+    except (signing.BadSignature, ValueError, AttributeError, TypeError):
+        return {}
+
+
+def _probe_rows(
+    rows: list[LeakRow], found: list[leaks.Classified], refused: dict[str, datetime] | None = None
+) -> gateway_probe.Report:
+    """Ask the gateway about every key found; rows and found are in the same order. A key
+    that the previous check saw refused, and that is still dead here, is not asked again."""
+    refused = refused or {}
+    skip = [c.public_id in refused and c.state is not leaks.State.ACTIVE for c in found]
+    ask = [c for c, skipped in zip(found, skip, strict=True) if not skipped]
     report = gateway_probe.probe(
-        [c.secret for c in found], [c.state is not leaks.State.ACTIVE for c in found]
+        [c.secret for c in ask], [c.state is not leaks.State.ACTIVE for c in ask]
     )
-    for row, answer in zip(rows, report.answers, strict=False):
+    if report.error:
+        return report
+    answers = iter(report.answers)
+    report.answers = [
+        gateway_probe.Answer(gateway_probe.Verdict.REFUSED, 401, earlier=refused[c.public_id])
+        if skipped
+        else next(answers)
+        for c, skipped in zip(found, skip, strict=True)
+    ]
+    for row, answer in zip(rows, report.answers, strict=True):
         row.answer = answer
     return report
 
@@ -790,6 +833,8 @@ def _leak_page(
         "since": since,
         "token": _leak_token(rows, incident, since) if active else "",
         "report": report,
+        "carried": sum(bool(r.answer and r.answer.earlier) for r in rows),
+        "refused_token": _refused_token(report, rows),
         "disabled": disabled,
         "held": held,  # keys that Disable all could not take, still active
         "not_probed": not_probed,
@@ -841,7 +886,7 @@ def _check_leak(request: HtmxHttpRequest, pasted: str, form: LeakForm) -> HttpRe
         if gateway_probe.configured_url() is None:
             not_probed = gateway_probe.NOT_CONFIGURED
         else:
-            report = _probe_rows(rows, classified)
+            report = _probe_rows(rows, classified, _read_refused(request.POST.get("refused", "")))
     return _leak_page(
         request,
         rows,

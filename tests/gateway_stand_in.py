@@ -6,7 +6,8 @@ gateway's JSON body and words), with a per-key cache of each verdict for `ttl_ms
 that gets through is refused for its empty body (400), as the real gateway does. Modes:
 `auth_off` lets every request through (`[gateway.auth] enabled = false`), `hang` accepts
 connections and never answers, `close_after_each` closes each connection after one answer
-without saying so (as a server does with a connection idle too long).
+without saying so (as a server does with a connection idle too long), `answers=n` answers
+n requests and then hangs like `hang` (until the test sets `silent_after` to None).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class StandIn:
     url: str
     calls: list[str] = field(default_factory=list)  # public IDs asked about, in order
     connections: int = 0  # TCP connections accepted
+    received: int = 0  # requests received, answered or not
+    silent_after: int | None = None  # requests answered before it hangs; None: all
 
 
 def _verdict(database_url: str, key: str) -> str | None:
@@ -70,11 +73,12 @@ def stand_in_gateway(
     auth_off: bool = False,
     hang: bool = False,
     close_after_each: bool = False,
+    answers: int | None = None,
 ) -> Iterator[StandIn]:
     released = threading.Event()
     cache: dict[str, tuple[float, str | None]] = {}
     lock = threading.Lock()
-    state = StandIn(url="")
+    state = StandIn(url="", silent_after=answers)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -98,7 +102,10 @@ def stand_in_gateway(
                 self.close_connection = True  # no "Connection: close": the client learns late
 
         def do_POST(self) -> None:  # noqa: N802  http.server's name
-            if hang:
+            with lock:
+                state.received += 1
+                silent = state.silent_after is not None and state.received > state.silent_after
+            if hang or silent:
                 released.wait(30)
                 return
             length = int(self.headers.get("Content-Length") or 0)

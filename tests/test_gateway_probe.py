@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
 import subprocess
@@ -12,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core import signing
+from django.utils import timezone
 
-from keys import gateway_probe, service, tokens
+from keys import gateway_probe, service, tokens, views
 from keys.gateway_probe import Verdict
 from tests.gateway_stand_in import stand_in_gateway
 from tests.servers import test_database_url as database_url
@@ -328,6 +331,64 @@ def test_keys_the_gateway_did_not_answer_for_are_counted_not_called_asked(
     assert "3 of 3 keys not checked</strong> by the gateway" in html
     assert "with each key" not in html
     assert "did not answer within 2 s" in html
+
+
+def _refused_field(html: str) -> str:
+    """The value the next check sends back: the keys refused so far, signed."""
+    match = re.search(
+        r'<input type="hidden" name="refused" form="leak-form" value="([^"]+)">', html
+    )
+    return match.group(1) if match else ""
+
+
+def test_finding_keys_again_goes_on_with_the_keys_left_unchecked(
+    admin_client, settings, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(gateway_probe, "WORKERS", 1)  # the made-up key, then each in order
+    keys = [service.create_key(actor="t") for _ in range(4)]
+    for key in keys:
+        service.disable_key(actor="t", public_id=key.api_key.public_id)
+    ids = [key.api_key.public_id for key in keys]
+    text = " ".join(key.secret for key in keys)
+    # The made-up key and two keys get an answer; then the gateway falls silent.
+    with stand_in_gateway(database_url(), answers=3) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        first = admin_client.post("/api-keys/leaked", {"text": text, "probe": "on"}).content
+    assert "2 of 4 keys not checked</strong>" in first.decode()
+    token = _refused_field(first.decode())
+    # Public IDs and times, nothing else: no secret leaves in it.
+    assert set(signing.loads(token, salt=views.REFUSED_SALT)) == set(ids[:2])
+    assert not any(key.secret.encode() in first for key in keys)
+    with stand_in_gateway(database_url()) as gateway:
+        settings.GATEWAY_URL = gateway.url
+        second = admin_client.post(
+            "/api-keys/leaked", {"text": text, "probe": "on", "refused": token}
+        ).content.decode()
+    assert gateway.calls[1:] == ids[2:]  # only the two left unchecked were asked
+    assert "not checked" not in second
+    assert "2 keys that the gateway refused in the check before were not asked again" in second
+    assert second.count("refused by the gateway in the check at") == 2
+    assert second.count("refused by the gateway (401: API key was disabled") == 2
+    assert _refused_field(second) == ""  # all answered: the next check asks every key again
+
+
+def test_a_key_carried_as_refused_is_asked_again_when_it_works_here(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    live = service.create_key(actor="t")
+    carried = signing.dumps(
+        {live.api_key.public_id: timezone.now().isoformat()}, salt=views.REFUSED_SALT, compress=True
+    )
+    with stand_in_gateway(database_url()) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        pages = [
+            admin_client.post(
+                "/api-keys/leaked", {"text": live.secret, "probe": "on", "refused": token}
+            ).content.decode()
+            for token in (carried, carried[:-2] + "xx")  # active here; altered
+        ]
+    assert gateway.calls.count(live.api_key.public_id) == 2
+    for html in pages:
+        assert "accepted by the gateway (HTTP 400): it works there" in html
+        assert "not asked again" not in html
 
 
 def full_listener() -> tuple[socket.socket, list[socket.socket]]:
