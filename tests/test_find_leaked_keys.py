@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from keys import service, tokens
+from keys import gateway_probe, service, tokens
 from keys.models import AuditEvent
 from tests.conftest import ROOT, gateway_accepts, manage_env
 from tests.gateway_stand_in import stand_in_gateway
@@ -171,6 +172,37 @@ def test_probe_counts_the_keys_a_hanging_gateway_gave_no_verdict_for(report_file
     assert result.returncode == 0, result.stderr  # nothing left active
     assert json.loads(result.stdout)["gateway"]["not_checked"] == 2
     assert "WARNING: 2 of 2 key(s) not checked by the gateway" in result.stderr
+
+
+def test_probe_seconds_bounds_the_check(tmp_path: Path) -> None:
+    key = service.create_key(actor="t")
+    path = tmp_path / "leak.txt"
+    path.write_text(f"key={key.secret}\n")
+    with stand_in_gateway(database_url(), ttl_ms=60_000) as gateway:
+        # The gateway caches the key as good for a minute; then it is disabled here. Asked
+        # again and again while it should be refused, it would be asked for 4 s (RETRY_FOR).
+        assert gateway_probe.probe([key.secret], [False], gateway.url).answers[0].status == 400
+        service.disable_key(actor="t", public_id=key.api_key.public_id)
+        started = time.monotonic()
+        result = shell(
+            "--probe", "--probe-seconds", "3", "--json", str(path),
+            TENSORZERO_GATEWAY_URL=gateway.url,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["keys"][0]["gateway"]["verdict"] == "not_checked"
+    assert "1 of 1 key(s) not checked by the gateway" in result.stderr
+    assert "(--probe-seconds 3)" in result.stderr
+    assert elapsed < 3 + 5  # the command's own start included
+    assert len(gateway.calls) > 2  # it was asked again within the 3 s
+
+
+@pytest.mark.parametrize("value", ["2", "nan", "soon", "86401"])
+def test_probe_seconds_out_of_range_is_refused(value: str) -> None:
+    result = shell("--probe", "--probe-seconds", value, stdin="nothing")
+    assert result.returncode == 2
+    assert "--probe-seconds: must be a number of seconds from 3 to 86400" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_keys_disabled_before_the_database_failed_are_reported_disabled(

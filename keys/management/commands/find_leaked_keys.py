@@ -8,6 +8,7 @@ database failed.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import sys
@@ -25,6 +26,22 @@ from keys.management.commands._database import DATABASE_FAILED, DatabaseCommand,
 
 CHUNK = 2**20  # characters read at a time: memory stays bounded however big the input
 OFF = {"disabled now", "already disabled", service.MEANWHILE}  # outcomes the gateway refuses
+PROBE_SECONDS = 120.0  # --probe's default bound: 8 calls at a time, thousands of keys a minute
+# Less than a call's own timeout and a second leaves no time to ask anything.
+PROBE_SECONDS_RANGE = (gateway_probe.CALL_TIMEOUT + 1, 86_400.0)
+
+
+def _seconds(value: str) -> float:
+    low, high = PROBE_SECONDS_RANGE
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not low <= seconds <= high:  # also NaN
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds from {low:g} to {high:g}, not {value!r}"
+        )
+    return seconds
 
 
 def _chunks(handle: IO[str]) -> Iterator[str]:
@@ -53,6 +70,14 @@ class Command(DatabaseCommand):
             "--probe",
             action="store_true",
             help="ask the gateway at TENSORZERO_GATEWAY_URL whether each key still gets in",
+        )
+        parser.add_argument(
+            "--probe-seconds",
+            type=_seconds,
+            default=PROBE_SECONDS,
+            metavar="SECONDS",
+            help=f"the most --probe may take in all (default {PROBE_SECONDS:g}; the leak page "
+            f"takes {gateway_probe.BUDGET:g}): a file may hold many more keys than a paste",
         )
 
     def _read(self, files: list[str]) -> list[tokens.ParsedKey]:
@@ -97,7 +122,9 @@ class Command(DatabaseCommand):
         report: gateway_probe.Report | None = None
         if options["probe"] and classified:
             report = gateway_probe.probe(
-                [c.secret for c in classified], [c.state is not State.ACTIVE for c in classified]
+                [c.secret for c in classified],
+                [c.state is not State.ACTIVE for c in classified],
+                budget=options["probe_seconds"],
             )
         remaining = sum(c.state is State.ACTIVE for c in classified)
         still = report.still_accepted if report else 0
@@ -184,7 +211,8 @@ class Command(DatabaseCommand):
         if report.unanswered and not report.error:
             self.stderr.write(
                 f"WARNING: {report.unanswered} of {len(report.answers)} key(s) not checked "
-                "by the gateway: it did not answer, or the check ran out of time."
+                "by the gateway: it did not answer, or the check ran out of time "
+                f"(--probe-seconds {options['probe_seconds']:g})."
             )
 
     def _text(
