@@ -8,9 +8,10 @@ import threading
 import time
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
-from t0admin.postgres.base import Silence
+from keys.models import ApiKey
+from t0admin.postgres.base import Silence, silence
 
 
 @pytest.mark.django_db
@@ -55,3 +56,30 @@ def test_the_readiness_probe_is_never_held_off_by_silence() -> None:
         other.join()
         assert seen == [False]  # only the probe's own thread
     assert not silence.admit()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_without_an_answer_is_the_error_given_not_the_breakers() -> None:
+    """A bulk disable whose statement outlasts the answer timeout fails with that reason,
+    as a command says it, and the next statement connects again as usual."""
+    from keys import service
+
+    keys = [service.create_key(actor="t").api_key.public_id for _ in range(3)]
+    slept: list[bool] = []
+
+    def slow_lock(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if "FOR UPDATE" in sql and not slept:
+            slept.append(True)
+            connection.connection.answer_timeout = 0.3  # this connection only
+            execute("SELECT pg_sleep(1)", None, False, context)  # in the lock's place
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(slow_lock), pytest.raises(OperationalError) as failed:
+            service.disable_keys(actor="t", public_ids=keys, reason="leaked")
+        assert "did not answer within 0.3 seconds" in str(failed.value)
+        assert "a moment ago" not in str(failed.value)
+        assert connection.connection is None  # dropped, and not connected again meanwhile
+    finally:
+        silence.answered()  # the breaker is per process: the next test starts with it closed
+    assert ApiKey.objects.filter(public_id__in=keys, disabled_at__isnull=True).count() == 3

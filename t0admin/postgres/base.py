@@ -185,6 +185,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
         connection.adapters.register_loader(TIMESTAMPTZ, timestamptz_loader(self.timezone))
         return connection
 
+    def set_autocommit(
+        self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False
+    ) -> None:
+        # Leaving a transaction whose connection was dropped (no answer in time, or a
+        # rollback that failed), Django connects again only to switch autocommit back on,
+        # which a new connection is anyway. That connect, to a database that has just
+        # failed, waits for the connect timeout or meets the breaker above, and its error
+        # replaced the real one ("did not answer within 6 seconds" became "did not answer
+        # a moment ago; another request is trying again", even in a command). The next
+        # query connects as usual.
+        if self.connection is None and autocommit == self.settings_dict["AUTOCOMMIT"]:
+            self.autocommit = autocommit
+            return
+        super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)
+
     def is_usable(self) -> bool:
         # The health check before reusing a connection is one SELECT 1: give it no longer
         # than a new connection would get, so a frozen server costs a request one short
