@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import socket
 import ssl
@@ -331,6 +332,93 @@ def test_keys_the_gateway_did_not_answer_for_are_counted_not_called_asked(
     assert "3 of 3 keys not checked</strong> by the gateway" in html
     assert "with each key" not in html
     assert "did not answer within 2 s" in html
+
+
+@contextlib.contextmanager
+def plain_gateway(
+    tls: ssl.SSLContext | None = None, *, keep_open: bool = True, pace: float | None = None
+) -> Iterator[str]:
+    """A gateway that refuses every key, written on bare sockets. `keep_open=False` ends
+    each connection right after its answer without a word (under TLS: no close_notify),
+    as a proxy does with a connection idle too long. From a connection's second request
+    on, it waits `pace` seconds before each answer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        try:
+            if tls is not None:
+                conn = tls.wrap_socket(conn, server_side=True)
+            with conn:
+                for count in itertools.count(1):
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    while len(body) < length:
+                        body += conn.recv(65536)
+                    if pace and count > 1:
+                        time.sleep(pace)
+                    conn.sendall(
+                        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(REFUSAL), REFUSAL)
+                    )
+                    if not keep_open:
+                        return  # closed, under TLS without close_notify
+        except (OSError, ValueError, IndexError):
+            return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_a_kept_connection_waits_a_whole_call_timeout_not_what_its_first_call_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first call's host lookup takes 1.5 s of its 2 s; the later calls on the same
+    connections each take 0.8 s, well within theirs."""
+    real = socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "gateway":
+            time.sleep(1.5)
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    with plain_gateway(pace=0.8) as url:
+        report = gateway_probe.probe(
+            [tokens.generate() for _ in range(24)], [True] * 24, url.replace("127.0.0.1", "gateway")
+        )
+    assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 24, report.answers
+
+
+def test_a_kept_tls_connection_the_gateway_dropped_is_replaced(
+    certificate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(certificate)
+    trusting = ssl.create_default_context(cafile=str(certificate))
+    monkeypatch.setattr(gateway_probe.ssl, "create_default_context", lambda: trusting)
+    with plain_gateway(tls, keep_open=False) as url:
+        report = gateway_probe.probe([tokens.generate() for _ in range(20)], [True] * 20, url)
+    assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 20, report.answers
 
 
 def _refused_field(html: str) -> str:
