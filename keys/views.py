@@ -8,7 +8,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
@@ -755,14 +755,17 @@ REFUSED_SALT = "keys.leaked.refused"
 
 
 def _refused_token(report: gateway_probe.Report | None, rows: list[LeakRow]) -> str:
-    """When a check left keys unanswered: the public IDs the gateway refused (now or in
-    the check before), signed, for the next check to skip. "Check again" then goes on
-    with the rest, however big the paste and slow the gateway. Never a secret."""
+    """When a check left keys unanswered: which keys the gateway refused (now or in the
+    check before), signed, for the next check to skip. Find keys again then goes on with
+    the rest, however big the paste and slow the gateway. A key is named by its public ID
+    and what it is here: a mistyped copy of a key (another secret, the same public ID) is
+    refused whatever the key itself is, so its refusal must not stand for the key's.
+    Never a secret."""
     if report is None or not report.unanswered:
         return ""
     now = timezone.now()
     refused = {
-        row.public_id: (row.answer.earlier or now).isoformat()
+        f"{row.public_id} {row.state}": (row.answer.earlier or now).isoformat()
         for row in rows
         if row.answer and row.answer.verdict is gateway_probe.Verdict.REFUSED
     }
@@ -770,23 +773,29 @@ def _refused_token(report: gateway_probe.Report | None, rows: list[LeakRow]) -> 
 
 
 def _read_refused(token: str) -> dict[str, datetime]:
-    """The previous check's refusals; an expired, altered or missing token: none (every
-    key is asked)."""
+    """The previous checks' refusals of the last hour; an expired, altered or missing
+    token: none (every key is asked)."""
     try:
         refused = signing.loads(token, salt=REFUSED_SALT, max_age=LEAK_CONFIRM_SECONDS)
-        return {public_id: datetime.fromisoformat(at) for public_id, at in refused.items()}
+        times = {key: datetime.fromisoformat(at) for key, at in refused.items()}
     except (signing.BadSignature, ValueError, AttributeError, TypeError):
         return {}
+    oldest = timezone.now() - timedelta(seconds=LEAK_CONFIRM_SECONDS)
+    return {key: at for key, at in times.items() if at.tzinfo and at >= oldest}
 
 
 def _probe_rows(
     rows: list[LeakRow], found: list[leaks.Classified], refused: dict[str, datetime] | None = None
 ) -> gateway_probe.Report:
     """Ask the gateway about every key found; rows and found are in the same order. A key
-    that the previous check saw refused, and that is still dead here, is not asked again."""
+    that the previous check saw refused, and that is still the same dead key here, is not
+    asked again."""
     refused = refused or {}
-    skip = [c.public_id in refused and c.state is not leaks.State.ACTIVE for c in found]
-    ask = [c for c, skipped in zip(found, skip, strict=True) if not skipped]
+    carried = [
+        refused.get(f"{c.public_id} {c.state.value}") if c.state is not leaks.State.ACTIVE else None
+        for c in found
+    ]
+    ask = [c for c, earlier in zip(found, carried, strict=True) if earlier is None]
     report = gateway_probe.probe(
         [c.secret for c in ask], [c.state is not leaks.State.ACTIVE for c in ask]
     )
@@ -794,10 +803,10 @@ def _probe_rows(
         return report
     answers = iter(report.answers)
     report.answers = [
-        gateway_probe.Answer(gateway_probe.Verdict.REFUSED, 401, earlier=refused[c.public_id])
-        if skipped
+        gateway_probe.Answer(gateway_probe.Verdict.REFUSED, 401, earlier=earlier)
+        if earlier
         else next(answers)
-        for c, skipped in zip(found, skip, strict=True)
+        for earlier in carried
     ]
     for row, answer in zip(rows, report.answers, strict=True):
         row.answer = answer

@@ -197,6 +197,12 @@ def test_probe_seconds_bounds_the_check(tmp_path: Path) -> None:
     assert len(gateway.calls) > 2  # it was asked again within the 3 s
 
 
+def test_probe_seconds_without_probe_is_refused() -> None:
+    result = shell("--probe-seconds", "30", stdin="nothing")
+    assert result.returncode == 2
+    assert "--probe-seconds bounds --probe: give both." in result.stderr
+
+
 @pytest.mark.parametrize("value", ["2", "nan", "soon", "86401"])
 def test_probe_seconds_out_of_range_is_refused(value: str) -> None:
     result = shell("--probe", "--probe-seconds", value, stdin="nothing")

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -445,7 +446,7 @@ def test_finding_keys_again_goes_on_with_the_keys_left_unchecked(
     assert "2 of 4 keys not checked</strong>" in first.decode()
     token = _refused_field(first.decode())
     # Public IDs and times, nothing else: no secret leaves in it.
-    assert set(signing.loads(token, salt=views.REFUSED_SALT)) == set(ids[:2])
+    assert set(signing.loads(token, salt=views.REFUSED_SALT)) == {f"{i} disabled" for i in ids[:2]}
     assert not any(key.secret.encode() in first for key in keys)
     with stand_in_gateway(database_url()) as gateway:
         settings.GATEWAY_URL = gateway.url
@@ -460,23 +461,84 @@ def test_finding_keys_again_goes_on_with_the_keys_left_unchecked(
     assert _refused_field(second) == ""  # all answered: the next check asks every key again
 
 
+def _carry(refused: dict[str, datetime]) -> str:
+    """A token as the page signs it: "<public ID> <state>" and when it was refused."""
+    return signing.dumps(
+        {key: at.isoformat() for key, at in refused.items()}, salt=views.REFUSED_SALT, compress=True
+    )
+
+
 def test_a_key_carried_as_refused_is_asked_again_when_it_works_here(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
     live = service.create_key(actor="t")
-    carried = signing.dumps(
-        {live.api_key.public_id: timezone.now().isoformat()}, salt=views.REFUSED_SALT, compress=True
-    )
+    now = timezone.now()
     with stand_in_gateway(database_url()) as gateway:
         settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
         pages = [
             admin_client.post(
                 "/api-keys/leaked", {"text": live.secret, "probe": "on", "refused": token}
             ).content.decode()
-            for token in (carried, carried[:-2] + "xx")  # active here; altered
+            for token in (
+                _carry({f"{live.api_key.public_id} active": now}),  # active here
+                _carry({f"{live.api_key.public_id} active": now})[:-2] + "xx",  # altered
+            )
         ]
     assert gateway.calls.count(live.api_key.public_id) == 2
     for html in pages:
         assert "accepted by the gateway (HTTP 400): it works there" in html
         assert "not asked again" not in html
+
+
+def test_a_mistyped_copys_refusal_does_not_stand_for_the_key(
+    admin_client, settings, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A copy of a key with another secret is refused whatever the key itself is. The
+    key, disabled here, is still let in by a gateway whose cache says it works: the check
+    after the one that saw the copy refused must ask the key, and say so loudly."""
+    monkeypatch.setattr(gateway_probe, "WORKERS", 1)  # the made-up key, then each in order
+    key = service.create_key(actor="t")
+    public_id = key.api_key.public_id
+    copy = f"sk-t0-{public_id}-{'Q' * 48}"
+    other = service.create_key(actor="t")
+    service.disable_key(actor="t", public_id=other.api_key.public_id)
+    with (
+        stand_in_gateway(database_url(), ttl_ms=60_000) as caching,
+        stand_in_gateway(database_url(), answers=2) as failing,
+    ):
+        settings.GATEWAY_URL_SET = True
+        # The caching gateway sees the key work, and keeps that for a minute.
+        assert gateway_probe.probe([key.secret], [False], caching.url).answers[0].status == 400
+        service.disable_key(actor="t", public_id=public_id)
+        settings.GATEWAY_URL = failing.url  # the made-up key and the copy; then silence
+        first = admin_client.post(
+            "/api-keys/leaked", {"text": f"{copy} {other.secret}", "probe": "on"}
+        ).content.decode()
+        assert "1 of 2 keys not checked" in first
+        settings.GATEWAY_URL = caching.url
+        html = admin_client.post(
+            "/api-keys/leaked",
+            {"text": f"{copy} {key.secret}", "probe": "on", "refused": _refused_field(first)},
+        ).content.decode()
+    assert caching.calls.count(public_id) >= 2  # asked again, past the warm-up call
+    assert "1 key STILL ACCEPTED by the gateway" in html
+    assert "1 key that the gateway refused in the check before was not asked again" in html
+
+
+def test_a_refusal_older_than_an_hour_is_not_carried(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    dead = service.create_key(actor="t")
+    service.disable_key(actor="t", public_id=dead.api_key.public_id)
+    two_hours_ago = timezone.now() - timedelta(hours=2)
+    with stand_in_gateway(database_url()) as gateway:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = gateway.url, True
+        html = admin_client.post(
+            "/api-keys/leaked",
+            {
+                "text": dead.secret,
+                "probe": "on",
+                "refused": _carry({f"{dead.api_key.public_id} disabled": two_hours_ago}),
+            },
+        ).content.decode()
+    assert dead.api_key.public_id in gateway.calls
+    assert "not asked again" not in html
 
 
 def full_listener() -> tuple[socket.socket, list[socket.socket]]:

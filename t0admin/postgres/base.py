@@ -196,6 +196,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # a moment ago; another request is trying again", even in a command). The next
         # query connects as usual.
         if self.connection is None and autocommit == self.settings_dict["AUTOCOMMIT"]:
+            self.validate_no_atomic_block()
             self.autocommit = autocommit
             return
         super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)

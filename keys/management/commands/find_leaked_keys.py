@@ -99,6 +99,8 @@ class Command(DatabaseCommand):
         return list(found)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["probe_seconds"] != PROBE_SECONDS and not options["probe"]:
+            raise CommandError("--probe-seconds bounds --probe: give both.", returncode=2)
         found = self._read(options["files"])
         classified = leaks.classify(found)
         incident = service.new_incident()
