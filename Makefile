@@ -45,6 +45,7 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev $(STATIC)
 	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/paging.py $(BENCH_ARGS)
 	T0ADMIN_DATA_DIR=$${T0ADMIN_BENCH_DATA_DIR:-$(CURDIR)/.data/bench} $(BIN)/python bench/leaks.py
+	$(BIN)/python bench/gateway_check.py
 
 # Usage at 10 million inferences; the data is generated once (minutes) and kept in the
 # bench cluster's database t0admin_usage_bench.

@@ -325,7 +325,9 @@ def cursor_at(database_url: str, depth: int) -> str:
 # --- the report --------------------------------------------------------------------------
 
 
-def machine(database_url: str) -> dict[str, str]:
+def machine_basics() -> dict[str, str]:
+    """The date and the hardware, for any benchmark's report."""
+
     def cpuinfo(key: str) -> str:
         try:
             for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -344,6 +346,16 @@ def machine(database_url: str) -> dict[str, str]:
         ram = f"{kib / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration):
         ram = "unknown"
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "CPU": cpuinfo("model name"),
+        "RAM": ram,
+        "Python": platform.python_version(),
+    }
+
+
+def machine(database_url: str) -> dict[str, str]:
     with psycopg.connect(database_url) as conn:
         version = conn.execute("SELECT version()").fetchone()
         settings = dict(
@@ -355,14 +367,13 @@ def machine(database_url: str) -> dict[str, str]:
         )
     import django
 
+    info = machine_basics()
+    python = info.pop("Python")
     return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": str(len(os.sched_getaffinity(0))),
-        "CPU": cpuinfo("model name"),
-        "RAM": ram,
+        **info,
         "PostgreSQL": version[0] if version else "unknown",
         "PostgreSQL settings": ", ".join(f"{k}={v}" for k, v in sorted(settings.items())),
-        "Python / Django": f"{platform.python_version()} / {django.get_version()}",
+        "Python / Django": f"{python} / {django.get_version()}",
     }
 
 
