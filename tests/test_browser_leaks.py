@@ -74,34 +74,47 @@ def test_paste_disable_all_and_the_gateway_refuses_every_genuine_key(page, admin
         assert first.secret not in page.url and "leaked" in page.url
 
 
-def test_finding_the_keys_again_asks_only_those_not_refused_yet(page, admin_user) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("javascript", [True, False], ids=["htmx", "no-js"])
+def test_finding_the_keys_again_asks_only_those_not_refused_yet(
+    browser, admin_user, javascript: bool
+) -> None:  # type: ignore[no-untyped-def]
     """The gateway answers three calls, then falls silent: the check says how many keys it
-    could not ask. Once it answers again, Find keys again (htmx sends the refusals so far
-    with the form) asks only the rest, and every key shows as refused."""
+    could not ask. Once it answers again, Find keys again (the refusals so far go with the
+    form, from a field outside it) asks only the rest, and every key shows as refused.
+    Without JavaScript the page comes back without the text: it is pasted again."""
     keys = [service.create_key(actor="t") for _ in range(6)]
     for key in keys:
         service.disable_key(actor="t", public_id=key.api_key.public_id)
-    with (
-        stand_in_gateway(database_url(), answers=3) as gateway,
-        gunicorn(database_url(), env={"TENSORZERO_GATEWAY_URL": gateway.url}) as server,
-    ):
-        sign_in(page, server.url, admin_user)
-        page.goto(server.url + "/api-keys/leaked")
-        page.get_by_label("Text holding the leaked keys").fill(" ".join(k.secret for k in keys))
-        page.get_by_role("button", name="Find keys").click()
-        result = page.locator("#leak-result")
-        expect(result.get_by_role("alert")).to_contain_text("keys not checked", timeout=20_000)
-        refused = result.locator("td.gateway", has_text="refused by the gateway (401").count()
-        assert 1 <= refused <= 3
-        asked_before = len(gateway.calls)
-        gateway.silent_after = None  # the gateway answers again
-        page.get_by_role("button", name="Find keys").click()
-        expect(result).to_contain_text("not asked again", timeout=20_000)
-        expect(result.get_by_role("alert")).to_have_count(0)
-        expect(result.locator("td.gateway", has_text="refused by the gateway")).to_have_count(6)
-        expect(result.locator("td.gateway", has_text="in the check at")).to_have_count(refused)
-        # The made-up key, and each key the first check had not seen refused.
-        assert len(gateway.calls) - asked_before == 1 + 6 - refused
+    text = " ".join(k.secret for k in keys)
+    context = browser.new_context(java_script_enabled=javascript)
+    page = context.new_page()
+    try:
+        with (
+            stand_in_gateway(database_url(), answers=3) as gateway,
+            gunicorn(database_url(), env={"TENSORZERO_GATEWAY_URL": gateway.url}) as server,
+        ):
+            sign_in(page, server.url, admin_user)
+            page.goto(server.url + "/api-keys/leaked")
+            page.get_by_label("Text holding the leaked keys").fill(text)
+            page.get_by_role("button", name="Find keys").click()
+            result = page.locator("#leak-result")
+            alert = result.get_by_role("alert")
+            expect(alert).to_contain_text("keys not checked", timeout=20_000)
+            refused = result.locator("td.gateway", has_text="refused by the gateway (401").count()
+            assert 1 <= refused <= 3
+            asked_before = len(gateway.calls)
+            gateway.silent_after = None  # the gateway answers again
+            page.get_by_label("Text holding the leaked keys").fill(text)
+            page.get_by_role("button", name="Find keys").click()
+            expect(result).to_contain_text("not asked again", timeout=20_000)
+            expect(alert).to_have_count(0)
+            expect(result.locator("td.gateway", has_text="refused by the gateway")).to_have_count(6)
+            expect(result.locator("td.gateway", has_text="in the check at")).to_have_count(refused)
+            # The made-up key, and each key the first check had not seen refused.
+            assert len(gateway.calls) - asked_before == 1 + 6 - refused
+            assert keys[0].secret not in page.url
+    finally:
+        context.close()
 
 
 def test_a_screen_reader_hears_the_alert_once_and_the_count(page, admin_user) -> None:  # type: ignore[no-untyped-def]
