@@ -39,11 +39,18 @@ from keys import text, tokens
 
 CONNECT_AT_LEAST = 1.0  # seconds one address of several is given to connect, if there are
 CALL_TIMEOUT = 2.0  # seconds for one call, from connecting to the last byte read
-RETRY_FOR = 4.0  # how long a key that should be refused is asked again: the TTL and then some
+# How long after the check begins a key that should be refused is asked again: the auth
+# cache's TTL and then some. Counted from the check, not from each key's first call: a key
+# disabled before the check began is past its TTL by then, whenever it is reached.
+RETRY_FOR = 4.0
 RETRY_EVERY = 0.25
 BUDGET = 12.0  # the most the whole check may take, however many keys
 WORKERS = 8
 AUTH_ERROR_PREFIX = "TensorZero authentication error: "
+# GATEWAY.md: a key that gets through the auth check fails on the empty body with 400 or
+# 422. Any other status but 401 comes from something in front of the gateway (a proxy's
+# 429, a redirect, a WAF's 403): no verdict on the key either way.
+LET_IN = frozenset({400, 422})
 QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 NOT_CONFIGURED = (
@@ -373,15 +380,37 @@ class _Closed(Exception):
     """A kept connection the gateway had closed: the request never reached it."""
 
 
-def _ask(gateway: _Gateway, key: str, expect_refused: bool, deadline: float) -> Answer:
-    """One key: refused, accepted, or no answer; retried while the cache may lag."""
+def _ask(
+    gateway: _Gateway, key: str, expect_refused: bool, deadline: float, settled: float
+) -> Answer:
+    """One key: refused, accepted, or no answer; asked again until `settled` while the
+    gateway's auth cache may still hold it as good."""
     return replace(
-        _ask_until(gateway, key, expect_refused, deadline), expected_refused=expect_refused
+        _ask_until(gateway, key, expect_refused, deadline, settled),
+        expected_refused=expect_refused,
     )
 
 
-def _ask_until(gateway: _Gateway, key: str, expect_refused: bool, deadline: float) -> Answer:
-    started = time.monotonic()
+def _no_verdict(status: int) -> str:
+    """Why an answer other than 401, 400 or 422 says nothing about the key."""
+    if 300 <= status < 400:
+        return (
+            f"the gateway answered HTTP {status}, a redirect, which is not followed: is "
+            "TENSORZERO_GATEWAY_URL the gateway's own address?"
+        )
+    if status >= 500:
+        # Auth runs before anything else at the gateway: a 5xx is a proxy or a crash in
+        # front of it, not a verdict on the key.
+        return f"the gateway answered HTTP {status}"
+    return (
+        f"the gateway answered HTTP {status}, where it answers 401 (refused) or 400 or 422 "
+        "(let in): something in front of it answered"
+    )
+
+
+def _ask_until(
+    gateway: _Gateway, key: str, expect_refused: bool, deadline: float, settled: float
+) -> Answer:
     attempts = 0
     while True:
         if gateway.stalled.is_set():
@@ -408,14 +437,9 @@ def _ask_until(gateway: _Gateway, key: str, expect_refused: bool, deadline: floa
             )
         if status == 401:
             return Answer(Verdict.REFUSED, status, _reason(body), attempts)
-        if status >= 500:
-            # Auth runs before anything else at the gateway: a 5xx is a proxy or a crash
-            # in front of it, not a verdict on the key.
-            return Answer(
-                Verdict.NO_ANSWER, status, f"the gateway answered HTTP {status}", attempts
-            )
-        waited = time.monotonic() - started
-        if not expect_refused or waited + RETRY_EVERY > RETRY_FOR:
+        if status not in LET_IN:
+            return Answer(Verdict.NO_ANSWER, status, _no_verdict(status), attempts)
+        if not expect_refused or time.monotonic() + RETRY_EVERY > settled:
             return Answer(Verdict.ACCEPTED, status, attempts=attempts)
         time.sleep(RETRY_EVERY)  # its auth cache may still hold the key as good
 
@@ -446,19 +470,37 @@ def probe(
     except ValueError as error:
         return Report(url=url, error=str(error))
     decoy = tokens.generate()  # 62^60 possibilities: certainly in no database
+    settled = began + RETRY_FOR
+    answers: dict[int, Answer] = {}
     # The keys that should be refused are asked first: if time runs out, what is left
     # unchecked is the keys t0admin itself says work.
-    order = sorted(range(len(keys)), key=lambda index: not expect_refused[index])
+    pending = sorted(range(len(keys)), key=lambda index: not expect_refused[index])
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(keys) + 1))) as pool:
-            decoy_answer = pool.submit(_ask, gateway, decoy, False, deadline)
-            futures = {
-                index: pool.submit(_ask, gateway, keys[index], expect_refused[index], deadline)
-                for index in order
-            }
-            answers = [futures[index].result() for index in range(len(keys))]
+            decoy_answer = pool.submit(_ask, gateway, decoy, False, deadline, settled)
+            fruitless = 0
+            while pending:
+                futures = {
+                    index: pool.submit(
+                        _ask, gateway, keys[index], expect_refused[index], deadline, settled
+                    )
+                    for index in pending
+                }
+                for index, future in futures.items():
+                    answers[index] = future.result()
+                # Keys that got no answer (a 5xx, a reset) are asked again while time
+                # remains; a round without a single answer may be bad luck, two in a row
+                # mean that this gateway gives none.
+                again = [i for i in pending if answers[i].verdict is Verdict.NO_ANSWER]
+                fruitless = fruitless + 1 if len(again) == len(pending) else 0
+                if fruitless == 2 or gateway.stalled.is_set():
+                    break
+                pending = again
     finally:
         gateway.close()
     return Report(
-        url=url, answers=answers, decoy=decoy_answer.result(), seconds=time.monotonic() - began
+        url=url,
+        answers=[answers[index] for index in range(len(keys))],
+        decoy=decoy_answer.result(),
+        seconds=time.monotonic() - began,
     )

@@ -197,10 +197,11 @@ def test_probe_seconds_bounds_the_check(tmp_path: Path) -> None:
     assert len(gateway.calls) > 2  # it was asked again within the 3 s
 
 
-def test_probe_seconds_without_probe_is_refused() -> None:
-    result = shell("--probe-seconds", "30", stdin="nothing")
-    assert result.returncode == 2
-    assert "--probe-seconds bounds --probe: give both." in result.stderr
+@pytest.mark.parametrize("value", ["30", "120"])  # 120: the default, given all the same
+def test_probe_seconds_without_probe_is_refused(value: str) -> None:
+    with pytest.raises(CommandError, match="--probe-seconds bounds --probe: give both") as error:
+        call_command("find_leaked_keys", "--probe-seconds", value, stdout=StringIO())
+    assert error.value.returncode == 2
 
 
 @pytest.mark.parametrize("value", ["2", "nan", "soon", "86401"])

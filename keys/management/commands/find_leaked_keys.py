@@ -74,7 +74,7 @@ class Command(DatabaseCommand):
         parser.add_argument(
             "--probe-seconds",
             type=_seconds,
-            default=PROBE_SECONDS,
+            default=None,
             metavar="SECONDS",
             help=f"the most --probe may take in all (default {PROBE_SECONDS:g}; the leak page "
             f"takes {gateway_probe.BUDGET:g}): a file may hold many more keys than a paste",
@@ -99,8 +99,9 @@ class Command(DatabaseCommand):
         return list(found)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["probe_seconds"] != PROBE_SECONDS and not options["probe"]:
+        if options["probe_seconds"] is not None and not options["probe"]:
             raise CommandError("--probe-seconds bounds --probe: give both.", returncode=2)
+        options["probe_seconds"] = options["probe_seconds"] or PROBE_SECONDS
         found = self._read(options["files"])
         classified = leaks.classify(found)
         incident = service.new_incident()
