@@ -24,6 +24,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.crypto import salted_hmac
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -698,6 +699,7 @@ class LeakRow:
     real_state: str | None = None  # for a string that is not a working key
     outcome: str = ""  # what "Disable all" did to it
     answer: gateway_probe.Answer | None = None
+    carry: str = ""  # names the key in the refusals Find keys again carries (_carry_label)
 
     @property
     def label(self) -> str:
@@ -754,34 +756,41 @@ def _leak_text(request: HtmxHttpRequest, name: str) -> str | HttpResponse:
 REFUSED_SALT = "keys.leaked.refused"
 
 
+@sensitive_variables("found", "value")
+def _carry_label(found: leaks.Classified) -> str:
+    """A key and what it is here, as the carried refusals name it: a keyed digest, so
+    that the exact string is matched (two mistyped copies of one key share a public ID
+    and a state) and nothing of the secret leaves."""
+    value = f"{found.secret} {found.state.value}"
+    return salted_hmac(REFUSED_SALT, value, algorithm="sha256").hexdigest()[:16]
+
+
 def _refused_token(report: gateway_probe.Report | None, rows: list[LeakRow]) -> str:
     """When a check left keys unanswered: which keys the gateway refused (now or in the
-    check before), signed, for the next check to skip. Find keys again then goes on with
-    the rest, however big the paste and slow the gateway. A key is named by its public ID
-    and what it is here: a mistyped copy of a key (another secret, the same public ID) is
-    refused whatever the key itself is, so its refusal must not stand for the key's.
-    Never a secret."""
+    check before), and when, signed, for the next check to skip. Find keys again then
+    goes on with the rest, however big the paste and slow the gateway."""
     if report is None or not report.unanswered:
         return ""
     now = timezone.now()
-    refused = {
-        f"{row.public_id} {row.state}": (row.answer.earlier or now).isoformat()
-        for row in rows
-        if row.answer and row.answer.verdict is gateway_probe.Verdict.REFUSED
-    }
+    refused: dict[str, list[str]] = {}
+    for row in rows:
+        if row.carry and row.answer and row.answer.verdict is gateway_probe.Verdict.REFUSED:
+            refused.setdefault((row.answer.earlier or now).isoformat(), []).append(row.carry)
     return signing.dumps(refused, salt=REFUSED_SALT, compress=True) if refused else ""
 
 
 def _read_refused(token: str) -> dict[str, datetime]:
-    """The previous checks' refusals of the last hour; an expired, altered or missing
-    token: none (every key is asked)."""
+    """The previous checks' refusals of the last hour, by _carry_label; an expired,
+    altered or missing token: none (every key is asked)."""
     try:
         refused = signing.loads(token, salt=REFUSED_SALT, max_age=LEAK_CONFIRM_SECONDS)
-        times = {key: datetime.fromisoformat(at) for key, at in refused.items()}
+        times = {
+            label: datetime.fromisoformat(at) for at, labels in refused.items() for label in labels
+        }
     except (signing.BadSignature, ValueError, AttributeError, TypeError):
         return {}
     oldest = timezone.now() - timedelta(seconds=LEAK_CONFIRM_SECONDS)
-    return {key: at for key, at in times.items() if at.tzinfo and at >= oldest}
+    return {label: at for label, at in times.items() if at.tzinfo and at >= oldest}
 
 
 def _probe_rows(
@@ -791,9 +800,11 @@ def _probe_rows(
     that the previous check saw refused, and that is still the same dead key here, is not
     asked again."""
     refused = refused or {}
+    for row, c in zip(rows, found, strict=True):
+        row.carry = _carry_label(c)
     carried = [
-        refused.get(f"{c.public_id} {c.state.value}") if c.state is not leaks.State.ACTIVE else None
-        for c in found
+        refused.get(row.carry) if c.state is not leaks.State.ACTIVE else None
+        for row, c in zip(rows, found, strict=True)
     ]
     ask = [c for c, earlier in zip(found, carried, strict=True) if earlier is None]
     report = gateway_probe.probe(

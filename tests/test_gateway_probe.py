@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import re
 import socket
 import ssl
@@ -18,7 +19,7 @@ import pytest
 from django.core import signing
 from django.utils import timezone
 
-from keys import gateway_probe, service, tokens, views
+from keys import gateway_probe, leaks, service, tokens, views
 from keys.gateway_probe import Verdict
 from tests.gateway_stand_in import stand_in_gateway
 from tests.servers import test_database_url as database_url
@@ -337,14 +338,22 @@ def test_keys_the_gateway_did_not_answer_for_are_counted_not_called_asked(
 
 @contextlib.contextmanager
 def plain_gateway(
-    tls: ssl.SSLContext | None = None, *, keep_open: bool = True, pace: float | None = None
+    tls: ssl.SSLContext | None = None,
+    *,
+    keep_open: bool = True,
+    pace: float | None = None,
+    status: int = 401,
+    fail_every: int = 0,
 ) -> Iterator[str]:
     """A gateway that refuses every key, written on bare sockets. `keep_open=False` ends
     each connection right after its answer without a word (under TLS: no close_notify),
     as a proxy does with a connection idle too long. From a connection's second request
-    on, it waits `pace` seconds before each answer."""
+    on, it waits `pace` seconds before each answer. `status`: what it answers instead of
+    401 (as a proxy in front of it might); `fail_every=n`: every n-th request overall
+    gets a 503."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
+    requests = itertools.count(1)  # next() on it is atomic: shared by the connections
 
     def serve(conn: socket.socket) -> None:
         try:
@@ -364,9 +373,12 @@ def plain_gateway(
                         body += conn.recv(65536)
                     if pace and count > 1:
                         time.sleep(pace)
+                    answer = status
+                    if fail_every and next(requests) % fail_every == 0:
+                        answer = 503
                     conn.sendall(
-                        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s"
-                        % (len(REFUSAL), REFUSAL)
+                        b"HTTP/1.1 %d X\r\nLocation: /elsewhere\r\nContent-Length: %d\r\n\r\n%s"
+                        % (answer, len(REFUSAL), REFUSAL)
                     )
                     if not keep_open:
                         return  # closed, under TLS without close_notify
@@ -422,6 +434,55 @@ def test_a_kept_tls_connection_the_gateway_dropped_is_replaced(
     assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 20, report.answers
 
 
+@pytest.mark.parametrize("status", [429, 302, 403, 404, 200])
+def test_an_answer_that_is_not_the_gateways_is_no_verdict(status: int) -> None:
+    """Only 401 refuses and only 400 or 422 lets in (GATEWAY.md): a proxy's 429, a
+    redirect or a WAF's 403 would otherwise read as keys that still work, and the
+    made-up key's as authentication switched off."""
+    with plain_gateway(status=status) as url:
+        report = gateway_probe.probe([tokens.generate() for _ in range(3)], [True] * 3, url)
+    assert not report.auth_off
+    assert report.decoy is not None and report.decoy.verdict is Verdict.NO_ANSWER
+    assert [a.verdict for a in report.answers] == [Verdict.NO_ANSWER] * 3
+    assert report.still_accepted == 0
+    assert f"the gateway answered HTTP {status}" in report.answers[0].text
+    if status == 302:
+        assert "a redirect, which is not followed" in report.answers[0].text
+
+
+def test_keys_without_an_answer_are_asked_again_while_time_remains() -> None:
+    with plain_gateway(fail_every=2) as url:  # every other request: 503
+        report = gateway_probe.probe([tokens.generate() for _ in range(40)], [True] * 40, url)
+    assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 40
+
+
+def test_a_gateway_that_never_answers_a_verdict_is_asked_two_rounds() -> None:
+    with plain_gateway(status=503) as url:
+        started = time.monotonic()
+        report = gateway_probe.probe([tokens.generate() for _ in range(40)], [True] * 40, url)
+        elapsed = time.monotonic() - started
+    assert [a.verdict for a in report.answers] == [Verdict.NO_ANSWER] * 40
+    assert elapsed < 2
+
+
+def test_keys_still_accepted_cost_the_cache_window_once_not_each() -> None:
+    """Keys that should be refused but are let in are asked again for RETRY_FOR (4 s)
+    from the start of the check, in case the gateway's cache still holds them: not for
+    4 s each. 40 of them, at 8 at a time, would be 20 s, and the keys after them would
+    never be asked."""
+    working = [service.create_key(actor="t").secret for _ in range(40)]
+    dead = [service.create_key(actor="t") for _ in range(40)]
+    for key in dead:
+        service.disable_key(actor="t", public_id=key.api_key.public_id)
+    keys = working + [key.secret for key in dead]
+    with stand_in_gateway(database_url()) as gateway:
+        report = gateway_probe.probe(keys, [True] * 80, gateway.url)
+    verdicts = [a.verdict for a in report.answers]
+    assert verdicts == [Verdict.ACCEPTED] * 40 + [Verdict.REFUSED] * 40, verdicts
+    assert report.still_accepted == 40
+    assert report.seconds < gateway_probe.RETRY_FOR + 3
+
+
 def _refused_field(html: str) -> str:
     """The value the next check sends back: the keys refused so far, signed."""
     match = re.search(
@@ -445,8 +506,13 @@ def test_finding_keys_again_goes_on_with_the_keys_left_unchecked(
         first = admin_client.post("/api-keys/leaked", {"text": text, "probe": "on"}).content
     assert "2 of 4 keys not checked</strong>" in first.decode()
     token = _refused_field(first.decode())
-    # Public IDs and times, nothing else: no secret leaves in it.
-    assert set(signing.loads(token, salt=views.REFUSED_SALT)) == {f"{i} disabled" for i in ids[:2]}
+    # Digests and a time, nothing else: neither a key nor its public ID leaves in it.
+    carried = signing.loads(token, salt=views.REFUSED_SALT)
+    assert sum(len(labels) for labels in carried.values()) == 2
+    decoded = json.dumps(carried)
+    assert not any(
+        k.secret.split("-")[3] in decoded or k.api_key.public_id in decoded for k in keys
+    )
     assert not any(key.secret.encode() in first for key in keys)
     with stand_in_gateway(database_url()) as gateway:
         settings.GATEWAY_URL = gateway.url
@@ -461,11 +527,11 @@ def test_finding_keys_again_goes_on_with_the_keys_left_unchecked(
     assert _refused_field(second) == ""  # all answered: the next check asks every key again
 
 
-def _carry(refused: dict[str, datetime]) -> str:
-    """A token as the page signs it: "<public ID> <state>" and when it was refused."""
-    return signing.dumps(
-        {key: at.isoformat() for key, at in refused.items()}, salt=views.REFUSED_SALT, compress=True
-    )
+def _carry(secret: str, at: datetime) -> str:
+    """A token as the page signs it, naming this key as it is here, refused at `at`."""
+    (found,) = leaks.classify(leaks.extract(secret))
+    label = views._carry_label(found)
+    return signing.dumps({at.isoformat(): [label]}, salt=views.REFUSED_SALT, compress=True)
 
 
 def test_a_key_carried_as_refused_is_asked_again_when_it_works_here(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
@@ -478,8 +544,8 @@ def test_a_key_carried_as_refused_is_asked_again_when_it_works_here(admin_client
                 "/api-keys/leaked", {"text": live.secret, "probe": "on", "refused": token}
             ).content.decode()
             for token in (
-                _carry({f"{live.api_key.public_id} active": now}),  # active here
-                _carry({f"{live.api_key.public_id} active": now})[:-2] + "xx",  # altered
+                _carry(live.secret, now),  # active here
+                _carry(live.secret, now)[:-2] + "xx",  # altered
             )
         ]
     assert gateway.calls.count(live.api_key.public_id) == 2
@@ -493,11 +559,12 @@ def test_a_mistyped_copys_refusal_does_not_stand_for_the_key(
 ) -> None:  # type: ignore[no-untyped-def]
     """A copy of a key with another secret is refused whatever the key itself is. The
     key, disabled here, is still let in by a gateway whose cache says it works: the check
-    after the one that saw the copy refused must ask the key, and say so loudly."""
+    after the one that saw the copy refused must ask the key, and say so loudly. Nor does
+    one copy's refusal stand for another copy's."""
     monkeypatch.setattr(gateway_probe, "WORKERS", 1)  # the made-up key, then each in order
     key = service.create_key(actor="t")
     public_id = key.api_key.public_id
-    copy = f"sk-t0-{public_id}-{'Q' * 48}"
+    copy, other_copy = (f"sk-t0-{public_id}-{letter * 48}" for letter in "QR")
     other = service.create_key(actor="t")
     service.disable_key(actor="t", public_id=other.api_key.public_id)
     with (
@@ -510,15 +577,24 @@ def test_a_mistyped_copys_refusal_does_not_stand_for_the_key(
         service.disable_key(actor="t", public_id=public_id)
         settings.GATEWAY_URL = failing.url  # the made-up key and the copy; then silence
         first = admin_client.post(
-            "/api-keys/leaked", {"text": f"{copy} {other.secret}", "probe": "on"}
+            "/api-keys/leaked", {"text": f"{copy} {other.secret} {other_copy}", "probe": "on"}
         ).content.decode()
-        assert "1 of 2 keys not checked" in first
+        assert "2 of 3 keys not checked" in first
         settings.GATEWAY_URL = caching.url
         html = admin_client.post(
             "/api-keys/leaked",
-            {"text": f"{copy} {key.secret}", "probe": "on", "refused": _refused_field(first)},
+            {
+                "text": f"{copy} {key.secret} {other_copy}",
+                "probe": "on",
+                "refused": _refused_field(first),
+            },
         ).content.decode()
-    assert caching.calls.count(public_id) >= 2  # asked again, past the warm-up call
+    copy_cell, key_cell, other_copy_cell = re.findall(
+        r'<td class="gateway[^"]*">([^<]*)</td>', html
+    )
+    assert copy_cell.startswith("refused by the gateway in the check at ")
+    assert key_cell.startswith("STILL ACCEPTED by the gateway")
+    assert other_copy_cell.startswith("refused by the gateway (401: ")  # asked, not carried
     assert "1 key STILL ACCEPTED by the gateway" in html
     assert "1 key that the gateway refused in the check before was not asked again" in html
 
@@ -534,7 +610,7 @@ def test_a_refusal_older_than_an_hour_is_not_carried(admin_client, settings) -> 
             {
                 "text": dead.secret,
                 "probe": "on",
-                "refused": _carry({f"{dead.api_key.public_id} disabled": two_hours_ago}),
+                "refused": _carry(dead.secret, two_hours_ago),
             },
         ).content.decode()
     assert dead.api_key.public_id in gateway.calls
