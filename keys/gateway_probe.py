@@ -44,6 +44,7 @@ CALL_TIMEOUT = 2.0  # seconds for one call, from connecting to the last byte rea
 # disabled before the check began is past its TTL by then, whenever it is reached.
 RETRY_FOR = 4.0
 RETRY_EVERY = 0.25
+ROUND_PAUSE = 0.5  # before asking again the keys that got no answer; doubled each round
 BUDGET = 12.0  # the most the whole check may take, however many keys
 WORKERS = 8
 AUTH_ERROR_PREFIX = "TensorZero authentication error: "
@@ -75,6 +76,7 @@ class Answer:
     attempts: int = 0
     expected_refused: bool = True
     earlier: datetime | None = None  # refused in an earlier check, then; not asked this time
+    retry: bool = False  # no verdict, but asking again may get one (a 5xx, a 429, a reset)
 
     @property
     def loud(self) -> bool:
@@ -121,6 +123,20 @@ class Report:
             answer.verdict in {Verdict.NO_ANSWER, Verdict.NOT_CHECKED} for answer in self.answers
         )
 
+    @property
+    def worth_asking_again(self) -> bool:
+        """Some key without a verdict may get one in another check (not, say, when every
+        answer was a redirect: that is the URL to fix)."""
+        return any(a.retry or a.verdict is Verdict.NOT_CHECKED for a in self.answers)
+
+    @property
+    def decoy_unanswered(self) -> bool:
+        """Whether authentication is on at the gateway could not be told."""
+        return self.decoy is not None and self.decoy.verdict in {
+            Verdict.NO_ANSWER,
+            Verdict.NOT_CHECKED,
+        }
+
 
 def configured_url() -> str | None:
     """The gateway's URL when TENSORZERO_GATEWAY_URL was really set, else None (the
@@ -149,6 +165,19 @@ def _reason(body: bytes) -> str:
     if not isinstance(error, str):
         return "no reason given"
     return _printable(error.removeprefix(AUTH_ERROR_PREFIX)) or "no reason given"
+
+
+def _the_gateways_refusal(body: bytes) -> bool:
+    """A 401 with TensorZero's own words (GATEWAY.md). Any other 401 is from something in
+    front of the gateway (a proxy asking for its own sign-in): it says nothing about the
+    key, and counting it as refused would show a key as off that may still work."""
+    try:
+        error = json.loads(body.decode("utf-8", "replace")).get("error")
+    except (ValueError, AttributeError):
+        return False
+    if isinstance(error, dict):
+        error = error.get("message")
+    return isinstance(error, str) and error.startswith(AUTH_ERROR_PREFIX)
 
 
 class _CallDeadline:
@@ -402,6 +431,11 @@ def _no_verdict(status: int) -> str:
         # Auth runs before anything else at the gateway: a 5xx is a proxy or a crash in
         # front of it, not a verdict on the key.
         return f"the gateway answered HTTP {status}"
+    if status == 401:
+        return (
+            "the answer was HTTP 401 without TensorZero's authentication error: something "
+            "in front of the gateway refused the request, not the gateway the key"
+        )
     return (
         f"the gateway answered HTTP {status}, where it answers 401 (refused) or 400 or 422 "
         "(let in): something in front of it answered"
@@ -434,11 +468,18 @@ def _ask_until(
                 Verdict.NO_ANSWER,
                 message=f"could not reach the gateway ({_printable(str(error)) or type(error).__name__})",
                 attempts=attempts,
+                retry=True,
             )
-        if status == 401:
+        if status == 401 and _the_gateways_refusal(body):
             return Answer(Verdict.REFUSED, status, _reason(body), attempts)
         if status not in LET_IN:
-            return Answer(Verdict.NO_ANSWER, status, _no_verdict(status), attempts)
+            return Answer(
+                Verdict.NO_ANSWER,
+                status,
+                _no_verdict(status),
+                attempts,
+                retry=status >= 500 or status in {408, 429},
+            )
         if not expect_refused or time.monotonic() + RETRY_EVERY > settled:
             return Answer(Verdict.ACCEPTED, status, attempts=attempts)
         time.sleep(RETRY_EVERY)  # its auth cache may still hold the key as good
@@ -469,38 +510,47 @@ def probe(
         gateway = _Gateway(url, call_timeout)
     except ValueError as error:
         return Report(url=url, error=str(error))
-    decoy = tokens.generate()  # 62^60 possibilities: certainly in no database
+    # A made-up key (62^60 possibilities: certainly in no database) first, then the keys
+    # that should be refused: if time runs out, what is left unchecked is the keys
+    # t0admin itself says work.
+    asked = [tokens.generate(), *keys]
+    refuse = [False, *expect_refused]
     settled = began + RETRY_FOR
     answers: dict[int, Answer] = {}
-    # The keys that should be refused are asked first: if time runs out, what is left
-    # unchecked is the keys t0admin itself says work.
-    pending = sorted(range(len(keys)), key=lambda index: not expect_refused[index])
+    pending = sorted(range(len(asked)), key=lambda index: index > 0 and not refuse[index])
+    pause = ROUND_PAUSE
+    fruitless = 0
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(keys) + 1))) as pool:
-            decoy_answer = pool.submit(_ask, gateway, decoy, False, deadline, settled)
-            fruitless = 0
-            while pending:
+        with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(asked)))) as pool:
+            while True:
                 futures = {
                     index: pool.submit(
-                        _ask, gateway, keys[index], expect_refused[index], deadline, settled
+                        _ask, gateway, asked[index], refuse[index], deadline, settled
                     )
                     for index in pending
                 }
                 for index, future in futures.items():
-                    answers[index] = future.result()
-                # Keys that got no answer (a 5xx, a reset) are asked again while time
-                # remains; a round without a single answer may be bad luck, two in a row
-                # mean that this gateway gives none.
-                again = [i for i in pending if answers[i].verdict is Verdict.NO_ANSWER]
+                    answer = future.result()
+                    if answer.verdict is Verdict.NOT_CHECKED and index in answers:
+                        continue  # out of time: the round before said more
+                    answers[index] = answer
+                # Keys without an answer that another try may get (a 5xx, a 429, a
+                # reset) are asked again, after a pause that doubles each round, while
+                # time remains. Three rounds in a row without one answer: no more.
+                again = [index for index in pending if answers[index].retry]
                 fruitless = fruitless + 1 if len(again) == len(pending) else 0
-                if fruitless == 2 or gateway.stalled.is_set():
+                if not again or fruitless == 3 or gateway.stalled.is_set():
                     break
+                if time.monotonic() + pause + call_timeout > deadline:
+                    break
+                time.sleep(pause)
+                pause *= 2
                 pending = again
     finally:
         gateway.close()
     return Report(
         url=url,
-        answers=[answers[index] for index in range(len(keys))],
-        decoy=decoy_answer.result(),
+        answers=[answers[index] for index in range(1, len(asked))],
+        decoy=answers[0],
         seconds=time.monotonic() - began,
     )

@@ -343,17 +343,24 @@ def plain_gateway(
     keep_open: bool = True,
     pace: float | None = None,
     status: int = 401,
+    body: bytes = REFUSAL,
     fail_every: int = 0,
+    fail_first: int = 0,
+    down_for: float = 0.0,
+    delay: float = 0.0,
+    seen: list[int] | None = None,
 ) -> Iterator[str]:
     """A gateway that refuses every key, written on bare sockets. `keep_open=False` ends
     each connection right after its answer without a word (under TLS: no close_notify),
     as a proxy does with a connection idle too long. From a connection's second request
-    on, it waits `pace` seconds before each answer. `status`: what it answers instead of
-    401 (as a proxy in front of it might); `fail_every=n`: every n-th request overall
-    gets a 503."""
+    on, it waits `pace` seconds before each answer; `delay`: before every answer.
+    `status` and `body`: what it answers instead (as a proxy in front of it might).
+    503 instead: every `fail_every`-th request, the first `fail_first` requests, and all
+    requests in its first `down_for` seconds. Each request is appended to `seen`."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
     requests = itertools.count(1)  # next() on it is atomic: shared by the connections
+    up_at = time.monotonic() + down_for
 
     def serve(conn: socket.socket) -> None:
         try:
@@ -367,18 +374,26 @@ def plain_gateway(
                         if not chunk:
                             return
                         data += chunk
-                    head, _, body = data.partition(b"\r\n\r\n")
+                    head, _, sent = data.partition(b"\r\n\r\n")
                     length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                    while len(body) < length:
-                        body += conn.recv(65536)
+                    while len(sent) < length:
+                        sent += conn.recv(65536)
                     if pace and count > 1:
                         time.sleep(pace)
+                    number = next(requests)
+                    if seen is not None:
+                        seen.append(number)
+                    time.sleep(delay)
                     answer = status
-                    if fail_every and next(requests) % fail_every == 0:
+                    if (
+                        (fail_every and number % fail_every == 0)
+                        or number <= fail_first
+                        or time.monotonic() < up_at
+                    ):
                         answer = 503
                     conn.sendall(
                         b"HTTP/1.1 %d X\r\nLocation: /elsewhere\r\nContent-Length: %d\r\n\r\n%s"
-                        % (answer, len(REFUSAL), REFUSAL)
+                        % (answer, len(body), body)
                     )
                     if not keep_open:
                         return  # closed, under TLS without close_notify
@@ -451,18 +466,23 @@ def test_an_answer_that_is_not_the_gateways_is_no_verdict(status: int) -> None:
 
 
 def test_keys_without_an_answer_are_asked_again_while_time_remains() -> None:
-    with plain_gateway(fail_every=2) as url:  # every other request: 503
+    with plain_gateway(fail_every=3) as url:  # every third request: 503
         report = gateway_probe.probe([tokens.generate() for _ in range(40)], [True] * 40, url)
     assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 40
 
 
-def test_a_gateway_that_never_answers_a_verdict_is_asked_two_rounds() -> None:
-    with plain_gateway(status=503) as url:
+@pytest.mark.parametrize("status", [503, 429])
+def test_a_gateway_that_never_answers_a_verdict_is_asked_three_rounds(status: int) -> None:
+    """Not flooded either (a rate limit): a pause between rounds, and no fourth round."""
+    seen: list[int] = []
+    with plain_gateway(status=status, seen=seen) as url:
         started = time.monotonic()
-        report = gateway_probe.probe([tokens.generate() for _ in range(40)], [True] * 40, url)
+        report = gateway_probe.probe([tokens.generate() for _ in range(20)], [True] * 20, url)
         elapsed = time.monotonic() - started
-    assert [a.verdict for a in report.answers] == [Verdict.NO_ANSWER] * 40
-    assert elapsed < 2
+    assert [a.verdict for a in report.answers] == [Verdict.NO_ANSWER] * 20
+    assert len(seen) == 3 * 21  # each key and the made-up one, in three rounds
+    assert elapsed < 0.5 + 1 + 1.5  # the two pauses, and the calls
+    assert report.worth_asking_again
 
 
 def test_keys_still_accepted_cost_the_cache_window_once_not_each() -> None:
@@ -481,6 +501,55 @@ def test_keys_still_accepted_cost_the_cache_window_once_not_each() -> None:
     assert verdicts == [Verdict.ACCEPTED] * 40 + [Verdict.REFUSED] * 40, verdicts
     assert report.still_accepted == 40
     assert report.seconds < gateway_probe.RETRY_FOR + 3
+
+
+def test_a_short_outage_is_waited_out_between_rounds() -> None:
+    with plain_gateway(down_for=0.3) as url:  # a restart: 503 for 0.3 s
+        report = gateway_probe.probe([tokens.generate() for _ in range(20)], [True] * 20, url)
+    assert [a.verdict for a in report.answers] == [Verdict.REFUSED] * 20, report.answers
+
+
+def test_the_made_up_key_is_asked_again_too() -> None:
+    """Authentication is off: every request gets through, but the first one, the made-up
+    key's, meets a 503. Asked once only, it would hide that every key works there."""
+    with plain_gateway(status=400, fail_first=1) as url:
+        report = gateway_probe.probe([tokens.generate() for _ in range(3)], [True] * 3, url)
+    assert report.auth_off and not report.decoy_unanswered
+
+
+def test_running_out_of_time_keeps_the_reason_the_gateway_gave() -> None:
+    with plain_gateway(status=503, delay=0.6) as url:
+        report = gateway_probe.probe(
+            [tokens.generate() for _ in range(3)], [True] * 3, url, call_timeout=1, budget=1.5
+        )
+    assert {a.text for a in report.answers} == {"not checked: the gateway answered HTTP 503"}
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"error": "Unauthorized"}', b"<html>Sign in</html>"], ids=["json", "html"]
+)
+def test_a_401_without_tensorzeros_words_is_no_refusal(body: bytes) -> None:
+    """A proxy in front of the gateway that asks for its own sign-in answers 401 to every
+    key: counted as refused, every key would look off, whatever the gateway does."""
+    with plain_gateway(body=body) as url:
+        report = gateway_probe.probe([tokens.generate() for _ in range(3)], [True] * 3, url)
+    assert [a.verdict for a in report.answers] == [Verdict.NO_ANSWER] * 3
+    assert "without TensorZero's authentication error" in report.answers[0].text
+    assert not report.worth_asking_again  # the same again: the URL or the proxy to fix
+
+
+def test_the_page_does_not_ask_for_another_check_that_cannot_help(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    dead = service.create_key(actor="t")
+    service.disable_key(actor="t", public_id=dead.api_key.public_id)
+    with plain_gateway(status=302) as url:
+        settings.GATEWAY_URL, settings.GATEWAY_URL_SET = url, True
+        html = admin_client.post(
+            "/api-keys/leaked", {"text": dead.secret, "probe": "on"}
+        ).content.decode()
+    assert "1 of 1 key not checked</strong>" in html
+    assert "a redirect, which is not followed" in html
+    assert "Press Find keys again" not in html
+    assert _refused_field(html) == ""
 
 
 def _refused_field(html: str) -> str:

@@ -26,6 +26,7 @@ from keys.management.commands._database import DATABASE_FAILED, DatabaseCommand,
 
 CHUNK = 2**20  # characters read at a time: memory stays bounded however big the input
 OFF = {"disabled now", "already disabled", service.MEANWHILE}  # outcomes the gateway refuses
+NO_VERDICT = {gateway_probe.Verdict.NO_ANSWER, gateway_probe.Verdict.NOT_CHECKED}
 PROBE_SECONDS = 120.0  # --probe's default bound: 8 calls at a time, thousands of keys a minute
 # Less than a call's own timeout and a second leaves no time to ask anything.
 PROBE_SECONDS_RANGE = (gateway_probe.CALL_TIMEOUT + 1, 86_400.0)
@@ -212,9 +213,10 @@ class Command(DatabaseCommand):
                 f"WARNING: {report.still_accepted} key(s) STILL ACCEPTED by the gateway."
             )
         if report.unanswered and not report.error:
+            first = next(a for a in report.answers if a.verdict in NO_VERDICT)
             self.stderr.write(
                 f"WARNING: {report.unanswered} of {len(report.answers)} key(s) not checked "
-                "by the gateway: it did not answer, or the check ran out of time "
+                f"by the gateway; the first: {first.message or 'the check ran out of time'} "
                 f"(--probe-seconds {options['probe_seconds']:g})."
             )
 
