@@ -153,31 +153,31 @@ def _printable(words: str, limit: int = 200) -> str:
     return clean.strip()[:limit]
 
 
-def _reason(body: bytes) -> str:
-    """The gateway's words from a 401 body: `{"error": "…"}`, or `{"error": {"message":
-    "…"}}` on its OpenAI-compatible routes."""
+def _error_words(body: bytes) -> str | None:
+    """The words of an error body, `{"error": "…"}` or `{"error": {"message": "…"}}` (on
+    the gateway's OpenAI-compatible routes); "" for JSON without them, None if no JSON."""
     try:
         error = json.loads(body.decode("utf-8", "replace")).get("error")
     except (ValueError, AttributeError):
-        return _printable(body.decode("utf-8", "replace")) or "no reason given"
+        return None
     if isinstance(error, dict):
         error = error.get("message")
-    if not isinstance(error, str):
-        return "no reason given"
-    return _printable(error.removeprefix(AUTH_ERROR_PREFIX)) or "no reason given"
+    return error if isinstance(error, str) else ""
+
+
+def _reason(body: bytes) -> str:
+    """The gateway's words from a 401 body, as the page shows them."""
+    words = _error_words(body)
+    if words is None:
+        return _printable(body.decode("utf-8", "replace")) or "no reason given"
+    return _printable(words.removeprefix(AUTH_ERROR_PREFIX)) or "no reason given"
 
 
 def _the_gateways_refusal(body: bytes) -> bool:
     """A 401 with TensorZero's own words (GATEWAY.md). Any other 401 is from something in
     front of the gateway (a proxy asking for its own sign-in): it says nothing about the
     key, and counting it as refused would show a key as off that may still work."""
-    try:
-        error = json.loads(body.decode("utf-8", "replace")).get("error")
-    except (ValueError, AttributeError):
-        return False
-    if isinstance(error, dict):
-        error = error.get("message")
-    return isinstance(error, str) and error.startswith(AUTH_ERROR_PREFIX)
+    return (_error_words(body) or "").startswith(AUTH_ERROR_PREFIX)
 
 
 class _CallDeadline:

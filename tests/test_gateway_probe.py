@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -194,25 +194,22 @@ def test_a_refusal_that_repeats_the_key_never_shows_its_secret(body: bytes) -> N
 
 
 @contextlib.contextmanager
-def dripping_gateway(head: bytes, drip: bytes, tls: ssl.SSLContext | None = None) -> Iterator[str]:
-    """A server that sends `head` at once, then `drip` one byte a second: each read
-    gets a byte well within any per-read timeout, but the answer never ends in time."""
+def socket_gateway(
+    serve: Callable[[socket.socket, threading.Event], None], tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """A server on bare sockets, at the URL it yields: `serve(conn, stop)` answers each
+    connection (under TLS if `tls`) in a thread of its own; a client that hangs up ends it."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
-    def serve(conn: socket.socket) -> None:
+    def handle(conn: socket.socket) -> None:
         try:
             if tls is not None:
                 conn = tls.wrap_socket(conn, server_side=True)
             with conn:
-                conn.recv(65536)
-                conn.sendall(head)
-                for byte in drip:
-                    if stop.wait(1.0):
-                        return
-                    conn.sendall(bytes([byte]))
+                serve(conn, stop)
         except OSError:
-            return  # the client hung up: what the probe should do
+            return  # the client hung up
 
     def accept() -> None:
         while not stop.is_set():
@@ -220,15 +217,31 @@ def dripping_gateway(head: bytes, drip: bytes, tls: ssl.SSLContext | None = None
                 conn, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
-    scheme = "https" if tls else "http"
     try:
-        yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         stop.set()
         listener.close()
+
+
+@contextlib.contextmanager
+def dripping_gateway(head: bytes, drip: bytes, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """A server that sends `head` at once, then `drip` one byte a second: each read
+    gets a byte well within any per-read timeout, but the answer never ends in time."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        conn.recv(65536)
+        conn.sendall(head)
+        for byte in drip:
+            if stop.wait(1.0):
+                return
+            conn.sendall(bytes([byte]))
+
+    with socket_gateway(serve, tls) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -357,63 +370,41 @@ def plain_gateway(
     `status` and `body`: what it answers instead (as a proxy in front of it might).
     503 instead: every `fail_every`-th request, the first `fail_first` requests, and all
     requests in its first `down_for` seconds. Each request is appended to `seen`."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
     requests = itertools.count(1)  # next() on it is atomic: shared by the connections
     up_at = time.monotonic() + down_for
 
-    def serve(conn: socket.socket) -> None:
-        try:
-            if tls is not None:
-                conn = tls.wrap_socket(conn, server_side=True)
-            with conn:
-                for count in itertools.count(1):
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            return
-                        data += chunk
-                    head, _, sent = data.partition(b"\r\n\r\n")
-                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                    while len(sent) < length:
-                        sent += conn.recv(65536)
-                    if pace and count > 1:
-                        time.sleep(pace)
-                    number = next(requests)
-                    if seen is not None:
-                        seen.append(number)
-                    time.sleep(delay)
-                    answer = status
-                    if (
-                        (fail_every and number % fail_every == 0)
-                        or number <= fail_first
-                        or time.monotonic() < up_at
-                    ):
-                        answer = 503
-                    conn.sendall(
-                        b"HTTP/1.1 %d X\r\nLocation: /elsewhere\r\nContent-Length: %d\r\n\r\n%s"
-                        % (answer, len(body), body)
-                    )
-                    if not keep_open:
-                        return  # closed, under TLS without close_notify
-        except (OSError, ValueError, IndexError):
-            return
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        for count in itertools.count(1):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, sent = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(sent) < length:
+                sent += conn.recv(65536)
+            if pace and count > 1:
+                time.sleep(pace)
+            number = next(requests)
+            if seen is not None:
+                seen.append(number)
+            time.sleep(delay)
+            answer = status
+            if (fail_every and number % fail_every == 0) or number <= fail_first:
+                answer = 503
+            if time.monotonic() < up_at:
+                answer = 503
+            conn.sendall(
+                b"HTTP/1.1 %d X\r\nLocation: /elsewhere\r\nContent-Length: %d\r\n\r\n%s"
+                % (answer, len(body), body)
+            )
+            if not keep_open:
+                return  # closed, under TLS without close_notify
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        listener.close()
+    with socket_gateway(serve, tls) as url:
+        yield url
 
 
 def test_a_kept_connection_waits_a_whole_call_timeout_not_what_its_first_call_left(
