@@ -36,23 +36,12 @@ def context(request: HttpRequest) -> dict[str, object]:
 # spelled as ModelBackend spells them: "keys.view_apikey") and of their groups: one query.
 # Django's backend asks three times on every page (the user, their permissions, their
 # groups'), and the last two cost 1 ms of each page a member of a role sees; behind a
-# proxy the role's check asked a fourth time (bench/RESULTS.md).
+# proxy the role's check asked a fourth time (bench/RESULTS.md). The permissions and groups
+# come from a function (migration keys 0007), whose plan the server keeps per connection.
 USER_WITH_PERMISSIONS = """
-SELECT u.*, ARRAY(
-    SELECT ct.app_label || '.' || p.codename
-    FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
-    WHERE p.id IN (
-        SELECT permission_id FROM auth_user_user_permissions WHERE user_id = u.id
-        UNION
-        SELECT gp.permission_id
-        FROM auth_group_permissions gp JOIN auth_user_groups ug ON ug.group_id = gp.group_id
-        WHERE ug.user_id = u.id
-    )
-) AS permission_names, ARRAY(
-    SELECT g.name FROM auth_group g JOIN auth_user_groups ug ON ug.group_id = g.id
-    WHERE ug.user_id = u.id
-) AS group_names
-FROM auth_user u WHERE u.id = %s
+SELECT u.*, f.permission_names, f.group_names
+FROM auth_user u CROSS JOIN LATERAL user_with_permissions(u.id) AS f
+WHERE u.id = %s
 """
 
 
