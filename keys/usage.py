@@ -141,6 +141,37 @@ def availability() -> Availability:
     return Availability(feedback_tables=feedback)
 
 
+# Whether the tables are there changes only when the gateway's migrations run or a grant
+# changes. Pages take the answer their process got at most this long ago: the check was
+# one of the list page's five round trips to the database (bench/RESULTS.md, 2026-12-03
+# night). New tables show on the pages within this time. Tables dropped or a grant taken
+# back meanwhile: the pages show t0admin's own figures, as fresh as they say, until the
+# next catch-up, which always looks again (and a read that fails forgets the answer).
+AVAILABILITY_SECONDS = 10.0
+_known: tuple[float, Availability] | None = None
+
+
+def look_again() -> Availability:
+    """availability(), kept for recent_availability()."""
+    global _known
+    found = availability()
+    _known = (time.monotonic(), found)
+    return found
+
+
+def recent_availability() -> Availability:
+    """availability(), as this process found it at most AVAILABILITY_SECONDS ago."""
+    known = _known
+    if known is not None and time.monotonic() - known[0] < AVAILABILITY_SECONDS:
+        return known[1]
+    return look_again()
+
+
+def forget_availability() -> None:
+    global _known
+    _known = None
+
+
 # --- feeding the rollup --------------------------------------------------------------------
 
 
@@ -275,7 +306,7 @@ def catch_up(budget_seconds: float | None = None, chunk: timedelta = CHUNK) -> b
 
 def _catch_up(budget_seconds: float | None, chunk: timedelta) -> bool:
     global _chunk_limit
-    if not availability().ok:
+    if not look_again().ok:
         return False
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     while True:
@@ -339,7 +370,7 @@ def refresh() -> tuple[Availability, Freshness | None]:
     (bounded in time), then say how fresh it is. Never raises for a database fault here:
     usage is a part of the page, not the page."""
     try:
-        available = availability()
+        available = recent_availability()
         if not available.ok:
             return available, None
         current = freshness()
@@ -349,6 +380,7 @@ def refresh() -> tuple[Availability, Freshness | None]:
             current = freshness()
         return available, current
     except DatabaseError as error:
+        forget_availability()
         log.warning("usage unavailable: %s", str(error).strip().splitlines()[:1])
         return Availability(
             "No usage figures: reading them failed (details in t0admin's log)."

@@ -176,3 +176,14 @@ def _empty_gateway_table_after_transactional_tests(request):  # type: ignore[no-
 
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE public.tensorzero_auth_api_key RESTART IDENTITY")
+
+
+@pytest.fixture(autouse=True)
+def _usage_tables_looked_for_afresh() -> Iterator[None]:
+    """Tests make and drop the gateway's observability tables: what one test's pages found
+    (keys.usage.recent_availability) must not answer for the next test's."""
+    from keys import usage
+
+    usage.forget_availability()
+    yield
+    usage.forget_availability()

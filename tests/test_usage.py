@@ -571,3 +571,47 @@ def test_freshness_reads_the_watermark_and_the_databases_time_in_one_query() -> 
     assert (current.complete_until, current.known_since) == (until, since)
     assert timedelta(minutes=3) <= current.age < timedelta(minutes=4)
     assert current.age_text == "3 min ago"
+
+
+def _aged(seconds: float) -> None:
+    """What this process knows of the tables, as if found `seconds` earlier."""
+    known = usage._known
+    assert known is not None
+    usage._known = (known[0] - seconds, known[1])
+
+
+def test_pages_look_for_the_tables_once_in_a_while(admin_client: Client) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    new_key("listed")
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert ">Last used</th>" not in admin_client.get("/api-keys").content.decode()
+    assert sum("to_regclass" in query["sql"] for query in queries) == 1
+    today = timezone.now().astimezone(UTC).date()
+    with connection.cursor() as cursor:
+        obs.create(cursor, [today])
+    # Within the window the pages keep the answer; past it they look again.
+    assert ">Last used</th>" not in admin_client.get("/api-keys").content.decode()
+    _aged(usage.AVAILABILITY_SECONDS)
+    assert ">Last used</th>" in admin_client.get("/api-keys").content.decode()
+
+
+def test_a_catch_up_looks_for_the_tables_afresh(admin_client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    used = new_key("used")
+    assert ">Last used</th>" not in admin_client.get("/api-keys").content.decode()
+    today = timezone.now().astimezone(UTC).date()
+    with connection.cursor() as cursor:
+        obs.create(cursor, [today])
+        obs.insert(cursor, used, timezone.now() - timedelta(minutes=5))
+    assert usage.catch_up()  # the command, or a page whose figures were due
+    html = admin_client.get("/api-keys").content.decode()
+    assert ">Last used</th>" in html
+    assert '<td class="last-used"><time' in html.split(f'id="key-{used}"')[1].split("</tr>")[0]
+    # Dropped meanwhile: the next catch-up a page makes finds them gone.
+    settings.USAGE_MAX_AGE_SECONDS = 0
+    with connection.cursor() as cursor:
+        obs.drop(cursor)
+    admin_client.get("/api-keys")
+    html = admin_client.get("/api-keys").content.decode()
+    assert ">Last used</th>" not in html and usage.ABSENT in html
