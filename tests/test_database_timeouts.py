@@ -4,11 +4,12 @@ test_database_freeze.py."""
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, close_old_connections, connection
 
 from keys.models import ApiKey
 from t0admin.postgres.base import Silence, silence
@@ -83,3 +84,53 @@ def test_a_statement_without_an_answer_is_the_error_given_not_the_breakers() -> 
     finally:
         silence.answered()  # the breaker is per process: the next test starts with it closed
     assert ApiKey.objects.filter(public_id__in=keys, disabled_at__isnull=True).count() == 3
+
+
+def _last_statement(pid: int) -> str:
+    """What the server says connection `pid` last ran, asked on a connection of our own."""
+    import psycopg
+
+    from tests.servers import test_database_url
+
+    with psycopg.connect(test_database_url(), autocommit=True) as other:
+        row = other.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+    assert row is not None, f"no connection {pid}"
+    return str(row[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_health_check_is_skipped_only_just_after_an_answer() -> None:
+    from t0admin.postgres import base
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'the last statement', pg_backend_pid()")
+        pid = cursor.fetchone()[1]
+    assert connection.is_usable()
+    assert _last_statement(pid) == "SELECT 'the last statement', pg_backend_pid()"
+    # Idle for longer: the check runs (SELECT 1, on psycopg's own cursor).
+    connection.connection.answered_at -= base.UNCHECKED_FOR
+    assert connection.is_usable()
+    assert _last_statement(pid) == "SELECT 1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_ended_a_moment_ago_is_replaced(admin_client) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    from tests.servers import test_database_url
+
+    assert admin_client.get("/api-keys").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    with psycopg.connect(test_database_url(), autocommit=True) as other:
+        assert other.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
+    # The server's last words reach the socket; as if it had answered just now, too.
+    assert select.select([connection.connection.fileno()], [], [], 5)[0]
+    connection.connection.answered_at = time.monotonic()
+    assert not connection.is_usable()
+    # What Django does as a request starts (the test client skips it): the check then
+    # replaces the connection, and the page is served.
+    close_old_connections()
+    assert admin_client.get("/api-keys").status_code == 200
+    assert connection.connection.info.backend_pid != pid

@@ -19,6 +19,7 @@ Timestamps are also read faster here than by Django's own loader (see timestampt
 from __future__ import annotations
 
 import functools
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -96,16 +97,23 @@ class Silence:
 
 silence = Silence()
 
+# Seconds after the server's last answer during which a kept connection is reused without
+# the health check's round trip, if the server has not written to it (DatabaseWrapper).
+UNCHECKED_FOR = 1.0
+
 
 class Connection(psycopg.Connection[Any]):
     """A psycopg connection that gives every wait for the server a deadline."""
 
     # Set right after connecting (see DatabaseWrapper); None waits as long as psycopg does.
     answer_timeout: float | None = None
+    answered_at = 0.0  # time.monotonic() when the server last answered
 
     def wait(self, gen: PQGen[Any], interval: float = 0.1, timeout: float | None = None) -> Any:
         if timeout is not None or not self.answer_timeout:
-            return super().wait(gen, interval, timeout)
+            result = super().wait(gen, interval, timeout)
+            self.answered_at = time.monotonic()
+            return result
         try:
             result = super().wait(gen, interval, self.answer_timeout)
         except errors._WaitTimeout:  # psycopg's own "no answer in time"
@@ -117,7 +125,17 @@ class Connection(psycopg.Connection[Any]):
                 "connection dropped"
             ) from None
         silence.answered()
+        self.answered_at = time.monotonic()
         return result
+
+    def quiet_since_answer(self) -> bool:
+        """Nothing from the server is waiting to be read. On an idle connection the server
+        writes only to end it (its last words, then the socket closes: readable)."""
+        try:
+            readable, _, _ = select.select([self.fileno()], [], [], 0)
+        except (OSError, ValueError, psycopg.Error):  # closed meanwhile
+            return False
+        return not readable
 
 
 TIMESTAMPTZ = psycopg.postgres.types["timestamptz"].oid
@@ -208,6 +226,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
         connection = self.connection
         if connection is None or silence.quiet():
             return False  # closed and replaced: by the one try, or at once by an error
+        # Skipped, as HikariCP skips its own (aliveBypassWindowMs), for a connection the
+        # server answered on a moment ago and has not written to since: under load every
+        # request reuses such a connection, and the check was one of a page's few round
+        # trips (bench/RESULTS.md, 2026-12-03 night). A server that shut down or ended
+        # the connection has written to it, and gets the check.
+        if (
+            time.monotonic() - connection.answered_at < UNCHECKED_FOR
+            and connection.quiet_since_answer()
+        ):
+            return True
         usual = connection.answer_timeout
         connection.answer_timeout = self.settings_dict.get("HEALTH_CHECK_TIMEOUT") or usual
         try:
