@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from keys import tokens
@@ -59,16 +59,19 @@ def parse_limit(raw: str | None) -> int:
     return int(raw)
 
 
-def _cursor_id(public_id: str, name: str) -> int:
-    # public_id is unique: no ORDER BY (the model's default ordering would add one).
-    found = (
-        list(ApiKey.objects.filter(public_id=public_id).order_by().values_list("id", flat=True)[:1])
-        if tokens.is_public_id(public_id)
-        else []
-    )
-    if not found:
+def _cursor(public_id: str, name: str) -> Subquery:
+    """The cursor key's id, looked up inside the page's own statement (one round trip for a
+    deep page, not two). An unknown cursor matches no row: _check_cursor tells that apart
+    from a page that is empty."""
+    if not tokens.is_public_id(public_id):
         raise BadPageRequest(f"{name} must be the public ID of a listed key.")
-    return int(found[0])
+    # public_id is unique: no ORDER BY (the model's default ordering would add one).
+    return Subquery(ApiKey.objects.filter(public_id=public_id).order_by().values("id")[:1])
+
+
+def _check_cursor(public_id: str, name: str) -> None:
+    if not ApiKey.objects.filter(public_id=public_id).exists():
+        raise BadPageRequest(f"{name} must be the public ID of a listed key.")
 
 
 def parse_query(raw: str | None) -> str:
@@ -192,10 +195,11 @@ def page(
     keys = filtered(matching(query), filters)
     if after:
         # Walk upwards from the cursor, then show that slice newest first.
-        rows = _listed(keys.filter(id__gt=_cursor_id(after, "after")).order_by("id")[: limit + 1])
+        rows = _listed(keys.filter(id__gt=_cursor(after, "after")).order_by("id")[: limit + 1])
         more_newer = len(rows) > limit
         rows = rows[:limit][::-1]
         if not rows:  # nothing newer than the cursor any more: that is the first page
+            _check_cursor(after, "after")
             return page(limit, query=query, filters=filters)
         return Page(
             keys=rows,
@@ -203,8 +207,10 @@ def page(
             next_cursor=rows[-1].public_id,  # the cursor itself is older: there is more
         )
     if before:
-        keys = keys.filter(id__lt=_cursor_id(before, "before"))
+        keys = keys.filter(id__lt=_cursor(before, "before"))
     rows = _listed(keys.order_by("-id")[: limit + 1])
+    if before and not rows:
+        _check_cursor(before, "before")
     more_older = len(rows) > limit
     rows = rows[:limit]
     return Page(

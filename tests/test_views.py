@@ -260,10 +260,32 @@ def test_cursor_links_show_public_ids_never_database_ids(admin_client: Client) -
 
 
 @pytest.mark.parametrize(
-    "query", [{"before": "nosuchkey123"}, {"after": "x\x00y"}, {"before": "a", "after": "b"}]
+    "query",
+    [
+        {"before": "nosuchkey123"},
+        {"after": "nosuchkey123"},
+        {"after": "x\x00y"},
+        {"before": "a", "after": "b"},
+    ],
 )
 def test_bad_cursor_is_400(admin_client: Client, query: dict[str, str]) -> None:
-    assert admin_client.get("/api-keys", query).status_code == 400
+    make_keys(2)
+    response = admin_client.get("/api-keys", query)
+    assert response.status_code == 400
+    assert b"listed key" in response.content or b"not both" in response.content
+
+
+def test_a_cursor_with_nothing_beyond_it_is_an_empty_page_not_an_error(
+    admin_client: Client,
+) -> None:
+    oldest, newest = make_keys(2)
+    after_oldest = admin_client.get("/api-keys", {"before": oldest})
+    assert after_oldest.status_code == 200
+    assert rows(after_oldest.content.decode()) == []
+    assert "No API keys on this page" in after_oldest.content.decode()
+    before_newest = admin_client.get("/api-keys", {"after": newest})  # that is the first page
+    assert before_newest.status_code == 200
+    assert rows(before_newest.content.decode()) == [newest, oldest]
 
 
 # Generate
