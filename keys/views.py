@@ -41,6 +41,7 @@ from keys.permissions import (
     require_viewer,
     require_writer,
 )
+from keys.templatetags.fixed_urls import fixed_url
 from t0admin.compression import never_compress
 
 AUDIT_PAGE = 100
@@ -61,7 +62,7 @@ def _render(
 ) -> HttpResponse:
     """The full page, or for an htmx request only the named partial of it."""
     name = f"{template}#{partial}" if partial and request.htmx else template
-    base = {"can_write": can_write(request), "api_keys_url": reverse("keys:list")}
+    base = {"can_write": can_write(request), "api_keys_url": fixed_url("keys:list")}
     response = render(request, name, {**base, **context}, status=status)
     if request.method == "HEAD":
         # Nobody sees a HEAD's page (a monitor, curl -I): its one-time messages wait
@@ -153,7 +154,7 @@ def _list(
         place,
         page.keys,
         can_write=can_write(request),
-        api_keys_url=reverse("keys:list"),
+        api_keys_url=fixed_url("keys:list"),
         last_used=context["last_used"],
     )
 
@@ -174,7 +175,7 @@ def _filter_base(query: str, limit: int) -> str:
     params: dict[str, str | int] = {"q": query} if query else {}
     if limit != listing.DEFAULT_LIMIT:
         params["limit"] = limit
-    return reverse("keys:list") + "?" + urlencode(params) + ("&" if params else "")
+    return fixed_url("keys:list") + "?" + urlencode(params) + ("&" if params else "")
 
 
 @require_safe

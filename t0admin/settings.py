@@ -164,8 +164,12 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
-            # {% partialdef %} in every template without a {% load %} line.
-            "builtins": ["template_partials.templatetags.partials"],
+            # {% partialdef %} in every template without a {% load %} line, and {% url %}
+            # remembering the addresses of names without arguments (keys/templatetags).
+            "builtins": [
+                "template_partials.templatetags.partials",
+                "keys.templatetags.fixed_urls",
+            ],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",

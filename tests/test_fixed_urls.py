@@ -1,0 +1,45 @@
+"""{% url %} remembers the addresses of names without arguments (keys/templatetags/
+fixed_urls.py): the same text as Django's tag, under every script prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.template import engines
+from django.urls import NoReverseMatch, get_script_prefix, reverse, set_script_prefix
+
+from keys.templatetags.fixed_urls import FixedURLNode, fixed_url
+
+
+@pytest.fixture
+def prefix() -> Iterator[None]:
+    before = get_script_prefix()
+    yield
+    set_script_prefix(before)
+
+
+def render(source: str, **context: object) -> str:
+    return str(engines["django"].from_string(source).render(context))
+
+
+def test_every_template_gets_the_remembering_tag() -> None:
+    template = engines["django"].from_string("{% url 'keys:list' %}")
+    assert isinstance(template.template.nodelist[0], FixedURLNode)
+
+
+def test_the_address_is_djangos_under_each_script_prefix(prefix: None) -> None:
+    source = "{% url 'keys:list' %} {% url 'keys:leaked' %} {% url 'keys:detail' public_id %}"
+    for mounted in ("/", "/t0admin/", "/keys/", "/"):
+        set_script_prefix(mounted)
+        expected = [reverse("keys:list"), reverse("keys:leaked")]
+        expected.append(reverse("keys:detail", args=["abcdefABCDEF"]))
+        assert render(source, public_id="abcdefABCDEF") == " ".join(expected)
+        assert expected[0] == mounted + "api-keys"
+        assert fixed_url("keys:list") == expected[0]
+
+
+def test_a_name_that_is_no_url_fails_as_with_djangos_tag() -> None:
+    assert render("{% url 'keys:nosuch' as found %}[{{ found }}]") == "[]"
+    with pytest.raises(NoReverseMatch):
+        render("{% url 'keys:nosuch' %}")
