@@ -109,8 +109,10 @@ class FaultyLink:
             if COMMIT in chunk and self.mode != "pass":
                 mode = self._trip()
                 if mode == "drop":
-                    self._cut(client, server)
+                    # Marked before the cut: the app may answer its request (and the test
+                    # look) before this thread runs again.
                     self.tripped.set()
+                    self._cut(client, server)
                     return
                 if mode == "stall":
                     stall.set()
@@ -134,8 +136,8 @@ class FaultyLink:
                 self.tripped.set()
                 continue
             if cut.is_set():  # the answer to COMMIT: committed, and never delivered
+                self.tripped.set()  # before the cut, as above
                 self._cut(client, server)
-                self.tripped.set()
                 return
             try:
                 client.sendall(chunk)
