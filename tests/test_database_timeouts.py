@@ -134,3 +134,16 @@ def test_a_connection_the_server_ended_a_moment_ago_is_replaced(admin_client) ->
     close_old_connections()
     assert admin_client.get("/api-keys").status_code == 200
     assert connection.connection.info.backend_pid != pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_left_in_a_failed_transaction_is_checked_and_replaced() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    raw = connection.connection
+    raw.execute("BEGIN")
+    with pytest.raises(Exception, match="division by zero"):
+        raw.execute("SELECT 1 / 0")
+    assert raw.answered_at > time.monotonic() - 1  # answered a moment ago, and yet:
+    assert not connection.is_usable()
+    connection.close()

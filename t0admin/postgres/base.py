@@ -31,7 +31,7 @@ import psycopg
 from django.db.backends.postgresql import base
 from psycopg import errors
 from psycopg.abc import AdaptContext, Buffer, PQGen
-from psycopg.pq import Format
+from psycopg.pq import Format, TransactionStatus
 from psycopg.types.datetime import TimestamptzLoader as PythonParse
 
 
@@ -230,9 +230,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # server answered on a moment ago and has not written to since: under load every
         # request reuses such a connection, and the check was one of a page's few round
         # trips (bench/RESULTS.md, 2026-12-03 night). A server that shut down or ended
-        # the connection has written to it, and gets the check.
+        # the connection has written to it, and gets the check; so does a connection
+        # left in a transaction, failed or not (libpq knows without asking).
         if (
             time.monotonic() - connection.answered_at < UNCHECKED_FOR
+            and connection.info.transaction_status == TransactionStatus.IDLE
             and connection.quiet_since_answer()
         ):
             return True
