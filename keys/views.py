@@ -590,6 +590,7 @@ def key_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
                 api_key.public_id, available, current, since, api_key.disabled_at
             )
         except DatabaseError as error:
+            usage.forget_availability()  # the tables may have gone: the next page looks
             usage.log.warning("key usage unreadable: %s", str(error).strip().splitlines()[:1])
             available = usage.Availability(usage.UNREADABLE)
     replaced, made_by = _rotation_links(api_key.public_id)

@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import escape
 
 from keys import service, usage
 from keys.models import KeyLastUsed, ModelUsageHour, UsageHour, UsageState
@@ -615,3 +616,28 @@ def test_a_catch_up_looks_for_the_tables_afresh(admin_client: Client, settings) 
     admin_client.get("/api-keys")
     html = admin_client.get("/api-keys").content.decode()
     assert ">Last used</th>" not in html and usage.ABSENT in html
+
+
+@pytest.mark.django_db(transaction=True)  # the failed read must not abort the test's own
+def test_tables_gone_under_a_key_page_say_so_there_and_are_looked_for_again(
+    admin_client: Client,
+) -> None:
+    today = timezone.now().astimezone(UTC).date()
+    with connection.cursor() as cursor:
+        obs.drop(cursor)
+        obs.create(cursor, [today])
+    try:
+        public_id = new_key("busy")
+        with connection.cursor() as cursor:
+            obs.insert(cursor, public_id, timezone.now() - timedelta(minutes=5))
+        assert usage.catch_up()
+        assert ">Last used</th>" in admin_client.get("/api-keys").content.decode()
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE tensorzero.model_inferences CASCADE")
+        # The list keeps its answer for 10 s; the key page reads the gateway's own rows.
+        page = admin_client.get(f"/api-keys/{public_id}").content.decode()
+        assert escape(usage.UNREADABLE) in page
+        assert usage.ABSENT in admin_client.get("/api-keys").content.decode()
+    finally:
+        with connection.cursor() as cursor:
+            obs.drop(cursor)
