@@ -37,10 +37,11 @@ def context(request: HttpRequest) -> dict[str, object]:
 # Django's backend asks three times on every page (the user, their permissions, their
 # groups'), and the last two cost 1 ms of each page a member of a role sees; behind a
 # proxy the role's check asked a fourth time (bench/RESULTS.md). The permissions and groups
-# come from a function (migration keys 0007), whose plan the server keeps per connection.
+# come from a function (migrations keys 0007 and 0008), whose plan the server keeps per
+# connection. Called by its schema-qualified name: another one in `public` never answers.
 USER_WITH_PERMISSIONS = """
 SELECT u.*, f.permission_names, f.group_names
-FROM auth_user u CROSS JOIN LATERAL user_with_permissions(u.id) AS f
+FROM auth_user u CROSS JOIN LATERAL t0admin.user_with_permissions(u.id) AS f
 WHERE u.id = %s
 """
 

@@ -202,3 +202,19 @@ def test_a_session_reads_as_djangos_store_reads_it(users: dict[str, User]) -> No
     gone = SessionStore(key)
     assert gone.load() == {} and gone.session_key is None and gone.stored_expiry is None
     assert SessionStore("no-such-session-key-0123456789ab").load() == {}
+
+
+def test_a_function_of_the_same_name_in_public_decides_nothing() -> None:
+    """The gateway's role may create in `public`, which is on t0admin's search path: its
+    own user_with_permissions(integer) would match auth_user.id exactly."""
+    nobody = User.objects.create_user("nobody", password="a long password 123")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION public.user_with_permissions(of_user integer) "
+            "RETURNS TABLE (permission_names text[], group_names text[]) LANGUAGE sql AS "
+            "$$ SELECT ARRAY['keys.change_apikey', 'keys.view_apikey'], ARRAY['Key admins'] $$"
+        )
+    loaded = ModelBackend().get_user(nobody.pk)
+    assert loaded.get_all_permissions() == set()
+    assert loaded.group_names == []
+    assert roles.role_of(loaded) is None
