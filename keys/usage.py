@@ -377,6 +377,9 @@ def refresh() -> tuple[Availability, Freshness | None]:
         age = current.age
         if age is None or age > timedelta(seconds=settings.USAGE_MAX_AGE_SECONDS):
             catch_up(settings.USAGE_CATCH_UP_SECONDS)
+            available = recent_availability()  # as the catch-up has just found it
+            if not available.ok:
+                return available, None
             current = freshness()
         return available, current
     except DatabaseError as error:
