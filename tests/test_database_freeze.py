@@ -161,3 +161,44 @@ def test_migrate_waits_for_another_instance_past_the_request_timeouts(scratch_db
             release.join()
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started >= held
+
+
+def test_a_skipped_health_check_meets_a_frozen_server_by_the_checks_deadline(
+    site: Site, django_db_blocker
+) -> None:  # type: ignore[no-untyped-def]
+    """A kept connection that answered a moment ago skips the health check; the request's
+    first statement then waits no longer than the check would have (3 s, not 6 s)."""
+    from django.db.utils import ConnectionHandler
+
+    from t0admin.postgres.base import DatabaseWrapper
+    from t0admin.settings import _database
+
+    own = _database(site.database.url("t0admin", None))
+    settings = ConnectionHandler({"default": own}).settings["default"]  # Django's defaults
+    assert (settings["HEALTH_CHECK_TIMEOUT"], settings["ANSWER_TIMEOUT"]) == (3, 6)
+    wrapper = DatabaseWrapper(settings, alias="frozen")
+    with django_db_blocker.unblock():  # a connection of this test's own, to its own server
+        _first_statement_on_a_frozen_server(site, wrapper)
+
+
+def _first_statement_on_a_frozen_server(site: Site, wrapper) -> None:  # type: ignore[no-untyped-def]
+    from django.db import OperationalError
+
+    from t0admin.postgres.base import silence
+
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")  # answered just now
+        site.database.freeze()
+        try:
+            wrapper.health_check_done = False  # as a request starts
+            with (
+                pytest.raises(OperationalError, match="did not answer within 3 seconds"),
+                wrapper.cursor() as cursor,
+            ):
+                cursor.execute("SELECT 'the first statement of a request'")
+        finally:
+            site.database.thaw()
+    finally:
+        wrapper.close()
+        silence.answered()  # per process: the next test starts with it closed

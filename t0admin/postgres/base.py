@@ -108,21 +108,28 @@ class Connection(psycopg.Connection[Any]):
     # Set right after connecting (see DatabaseWrapper); None waits as long as psycopg does.
     answer_timeout: float | None = None
     answered_at = 0.0  # time.monotonic() when the server last answered
+    # For the next wait only, if shorter: the health check's deadline, when the check was
+    # skipped (DatabaseWrapper.is_usable), so that the statement that took its place meets
+    # a frozen server no later than the check would have.
+    next_answer_within: float | None = None
 
     def wait(self, gen: PQGen[Any], interval: float = 0.1, timeout: float | None = None) -> Any:
+        limit = self.answer_timeout
+        once, self.next_answer_within = self.next_answer_within, None
+        if limit and once is not None:
+            limit = min(limit, once)
         if timeout is not None or not self.answer_timeout:
             result = super().wait(gen, interval, timeout)
             self.answered_at = time.monotonic()
             return result
         try:
-            result = super().wait(gen, interval, self.answer_timeout)
+            result = super().wait(gen, interval, limit)
         except errors._WaitTimeout:  # psycopg's own "no answer in time"
             silence.silent()
             # The protocol stopped half-way: nothing more can be sent on this connection.
             self.close()
             raise psycopg.OperationalError(
-                f"the database did not answer within {self.answer_timeout:g} seconds; "
-                "connection dropped"
+                f"the database did not answer within {limit:g} seconds; connection dropped"
             ) from None
         silence.answered()
         self.answered_at = time.monotonic()
@@ -232,14 +239,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # trips (bench/RESULTS.md, 2026-12-03 night). A server that shut down or ended
         # the connection has written to it, and gets the check; so does a connection
         # left in a transaction, failed or not (libpq knows without asking).
+        check_within = self.settings_dict.get("HEALTH_CHECK_TIMEOUT")
         if (
             time.monotonic() - connection.answered_at < UNCHECKED_FOR
             and connection.info.transaction_status == TransactionStatus.IDLE
             and connection.quiet_since_answer()
         ):
+            connection.next_answer_within = check_within
             return True
         usual = connection.answer_timeout
-        connection.answer_timeout = self.settings_dict.get("HEALTH_CHECK_TIMEOUT") or usual
+        connection.answer_timeout = check_within or usual
         try:
             return super().is_usable()
         finally:
