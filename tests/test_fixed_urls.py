@@ -43,3 +43,9 @@ def test_a_name_that_is_no_url_fails_as_with_djangos_tag() -> None:
     assert render("{% url 'keys:nosuch' as found %}[{{ found }}]") == "[]"
     with pytest.raises(NoReverseMatch):
         render("{% url 'keys:nosuch' %}")
+
+
+def test_an_overridden_urlconf_is_followed(settings) -> None:  # type: ignore[no-untyped-def]
+    assert render("{% url 'keys:list' %}") == "/api-keys"
+    settings.ROOT_URLCONF = "tests.urls_elsewhere"
+    assert render("{% url 'keys:list' %}") == "/mounted-elsewhere/api-keys"

@@ -16,6 +16,8 @@ import functools
 from typing import Any
 
 from django import template
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.template.base import Parser, Token
 from django.template.context import Context
 from django.template.defaulttags import URLNode
@@ -30,6 +32,14 @@ register = template.Library()
 def _fixed(name: str, current_app: str | None, prefix: str, urlconf: Any) -> str:
     # reverse() reads the script prefix itself: the key only keeps prefixes apart.
     return reverse(name, urlconf=urlconf, current_app=current_app)
+
+
+@receiver(setting_changed)
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    """Settings change only in tests (override_settings); Django then forgets its own URL
+    caches, and this one goes with them."""
+    if setting in {"ROOT_URLCONF", "FORCE_SCRIPT_NAME"}:
+        _fixed.cache_clear()
 
 
 def fixed_url(name: str, current_app: str | None = None) -> str:
