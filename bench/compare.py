@@ -124,7 +124,10 @@ def main() -> int:
                 for page in pages:
                     for commit, client in order:
                         got = times.setdefault((commit, page), [])
-                        got += [client.request("GET", page).ms for _ in range(BLOCK)]
+                        for _ in range(BLOCK):
+                            answer = client.request("GET", page)
+                            assert answer.status == 200, (commit, page, answer.status)
+                            got.append(answer.ms)
 
     head = "| page | " + " | ".join(f"`{c}` ms (× /healthz)" for c in args.commits) + " |"
     print(head)
