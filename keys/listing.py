@@ -60,7 +60,7 @@ def parse_limit(raw: str | None) -> int:
     return int(raw)
 
 
-CURSOR_ID = "SELECT id FROM tensorzero_auth_api_key WHERE public_id = %s"  # ApiKey's table
+CURSOR_ID = "SELECT id FROM public.tensorzero_auth_api_key WHERE public_id = %s"  # ApiKey's
 
 
 def _cursor(public_id: str, name: str) -> RawSQL:

@@ -56,7 +56,8 @@ class ApiKey(models.Model):
 
     class Meta:
         managed = False  # the gateway owns this table and its migrations
-        db_table = "tensorzero_auth_api_key"
+        # Named with its schema: `public` is not on t0admin's search path (settings.py).
+        db_table = 'public"."tensorzero_auth_api_key'
         ordering = ["-id"]
         verbose_name = "API key"
 

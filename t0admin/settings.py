@@ -55,11 +55,12 @@ def _database(url: str) -> dict[str, Any]:
         f"-c statement_timeout={DB_STATEMENT_TIMEOUT}s -c lock_timeout={DB_LOCK_TIMEOUT}s "
         f"-c idle_in_transaction_session_timeout={DB_IDLE_IN_TRANSACTION_TIMEOUT}s"
     )
-    # Django's tables live in their own schema; the gateway's table stays in public.
+    # Django's tables live in their own schema; the gateway's table stays in public, and
+    # t0admin names it with its schema. `public` stays off the search path: a role that
+    # may create there (the gateway's may) could otherwise put functions and operators in
+    # the way of t0admin's own queries, which run with t0admin's rights.
     own = str(options.get("options", "")).strip()
-    options["options"] = " ".join(
-        filter(None, [server_timeouts, own, "-c search_path=t0admin,public"])
-    )
+    options["options"] = " ".join(filter(None, [server_timeouts, own, "-c search_path=t0admin"]))
     return {
         "ENGINE": "t0admin.postgres",
         "NAME": params.get("dbname") or "postgres",

@@ -115,7 +115,7 @@ def gateway_accepts(key: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT disabled_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
-            "FROM tensorzero_auth_api_key WHERE public_id = %s AND hash = %s",
+            "FROM public.tensorzero_auth_api_key WHERE public_id = %s AND hash = %s",
             [parts[2], digest],
         )
         row = cursor.fetchone()

@@ -218,3 +218,18 @@ def test_a_function_of_the_same_name_in_public_decides_nothing() -> None:
     assert loaded.get_all_permissions() == set()
     assert loaded.group_names == []
     assert roles.role_of(loaded) is None
+
+
+def test_an_operator_in_public_is_not_in_the_way(users: dict[str, User]) -> None:
+    """Found in review: with `public` on the search path, an exact-match operator there
+    (varchar = varchar) answered Django's own user lookups instead of PostgreSQL's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION public.always(varchar, varchar) RETURNS boolean "
+            "LANGUAGE sql AS 'SELECT true'"
+        )
+        cursor.execute(
+            "CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, "
+            "FUNCTION = public.always)"
+        )
+    assert not User.objects.filter(username="no-such-user").exists()

@@ -100,7 +100,7 @@ def test_list_api_keys_survives_an_infinite_expiry() -> None:
 
     created = service.create_key(actor="t")
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE tensorzero_auth_api_key SET expires_at = 'infinity'")
+        cursor.execute("UPDATE public.tensorzero_auth_api_key SET expires_at = 'infinity'")
     rows = json.loads(run("list_api_keys", "--json"))
     assert rows[0]["public_id"] == created.api_key.public_id
     assert rows[0]["expires_at"].startswith("9999-12-30")
@@ -115,7 +115,7 @@ def test_list_api_keys_escapes_control_characters_another_tool_stored() -> None:
 
     service.create_key(actor="t")
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE tensorzero_auth_api_key SET description = 'red\x1b[31m'")
+        cursor.execute("UPDATE public.tensorzero_auth_api_key SET description = 'red\x1b[31m'")
     output = run("list_api_keys")
     assert "\x1b" not in output and "red\\x1b[31m" in output
 

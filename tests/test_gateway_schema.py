@@ -183,7 +183,7 @@ def test_table_created_the_gateways_way_is_accepted_untouched(scratch_db: str) -
                 [version, bytes.fromhex(checksum)],
             )
         conn.execute(
-            "INSERT INTO tensorzero_auth_api_key (organization, workspace, public_id, hash) "
+            "INSERT INTO public.tensorzero_auth_api_key (organization, workspace, public_id, hash) "
             "VALUES ('default', 'default', 'AAAAAAAAAAAA', 'h')"
         )
     before = (columns(scratch_db), ledger(scratch_db))
@@ -191,7 +191,9 @@ def test_table_created_the_gateways_way_is_accepted_untouched(scratch_db: str) -
     assert result.returncode == 0, result.stderr
     assert (columns(scratch_db), ledger(scratch_db)) == before
     with psycopg.connect(scratch_db) as conn:
-        assert conn.execute("SELECT count(*) FROM tensorzero_auth_api_key").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM public.tensorzero_auth_api_key").fetchone() == (
+            1,
+        )
 
 
 def test_table_without_expires_at_is_refused_with_the_migration_hint(scratch_db: str) -> None:

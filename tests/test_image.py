@@ -247,7 +247,7 @@ def test_external_postgres_on_the_host(image: str) -> None:
         # The key is in the host's database, where a gateway would look for it.
         with psycopg.connect(host.url("tensorzero")) as conn:
             rows = conn.execute(
-                "SELECT public_id FROM tensorzero_auth_api_key WHERE disabled_at IS NULL"
+                "SELECT public_id FROM public.tensorzero_auth_api_key WHERE disabled_at IS NULL"
             ).fetchall()
         assert rows == [(public_id,)]
 

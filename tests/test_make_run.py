@@ -123,7 +123,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         wait_ready(port, first)
         with psycopg.connect(host=socket_dir(data), dbname="postgres", user="postgres") as conn:
             conn.execute(
-                "INSERT INTO tensorzero_auth_api_key (organization, workspace, public_id, hash) "
+                "INSERT INTO public.tensorzero_auth_api_key (organization, workspace, public_id, hash) "
                 "VALUES ('default', 'default', 'KEEPMEKEEPME', 'x')"
             )
     finally:
@@ -140,7 +140,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         wait_ready(port, second)
         with psycopg.connect(host=socket_dir(data), dbname="postgres", user="postgres") as conn:
             kept = conn.execute(
-                "SELECT public_id FROM tensorzero_auth_api_key WHERE public_id = 'KEEPMEKEEPME'"
+                "SELECT public_id FROM public.tensorzero_auth_api_key WHERE public_id = 'KEEPMEKEEPME'"
             ).fetchall()
     finally:
         output = ctrl_c(second)

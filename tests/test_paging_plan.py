@@ -24,7 +24,7 @@ PKEY = "tensorzero_auth_api_key_pkey"
 # The TensorZero UI's list query (the gateway's list_key_info), with $1 left NULL.
 UI_SQL = (
     "SELECT public_id, organization, workspace, description, created_at, disabled_at, "
-    "expires_at FROM tensorzero_auth_api_key WHERE (organization = %s OR %s IS NULL) "
+    "expires_at FROM public.tensorzero_auth_api_key WHERE (organization = %s OR %s IS NULL) "
     "ORDER BY created_at DESC LIMIT %s OFFSET %s"
 )
 

@@ -898,7 +898,7 @@ def key_expiring_at(stored: str) -> str:
     public_id = service.create_key(actor="t").api_key.public_id
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE tensorzero_auth_api_key SET expires_at = %s::timestamptz WHERE public_id = %s",
+            "UPDATE public.tensorzero_auth_api_key SET expires_at = %s::timestamptz WHERE public_id = %s",
             [stored, public_id],
         )
     return public_id
@@ -960,7 +960,7 @@ def test_rotate_a_key_another_tool_wrote_copies_it_as_stored(admin_client: Clien
     odd = "tab\there " + "x" * 300  # the gateway's CLI and column allow what our forms refuse
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE tensorzero_auth_api_key SET description = %s WHERE public_id = %s",
+            "UPDATE public.tensorzero_auth_api_key SET description = %s WHERE public_id = %s",
             [odd, public_id],
         )
     fields = rotate_form(admin_client, public_id)
