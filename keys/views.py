@@ -802,12 +802,10 @@ def _probe_rows(
     that the previous check saw refused, and that is still the same dead key here, is not
     asked again."""
     refused = refused or {}
+    carried: list[datetime | None] = []
     for row, c in zip(rows, found, strict=True):
         row.carry = _carry_label(c)
-    carried = [
-        refused.get(row.carry) if c.state is not leaks.State.ACTIVE else None
-        for row, c in zip(rows, found, strict=True)
-    ]
+        carried.append(refused.get(row.carry) if c.state is not leaks.State.ACTIVE else None)
     ask = [c for c, earlier in zip(found, carried, strict=True) if earlier is None]
     report = gateway_probe.probe(
         [c.secret for c in ask], [c.state is not leaks.State.ACTIVE for c in ask]

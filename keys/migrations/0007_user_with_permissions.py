@@ -6,10 +6,8 @@
 
 from django.db import migrations
 
-CREATE = """
-CREATE FUNCTION user_with_permissions(of_user bigint)
-RETURNS TABLE (permission_names text[], group_names text[])
-LANGUAGE plpgsql STABLE AS $$
+# The function's body, which 0008 keeps as it is.
+BODY = """$$
 BEGIN
     -- Permission names spelled as ModelBackend spells them ("keys.view_apikey"): given to
     -- the user or to one of their groups.
@@ -31,6 +29,12 @@ BEGIN
 END
 $$
 """
+
+CREATE = (
+    "CREATE FUNCTION user_with_permissions(of_user bigint) "
+    "RETURNS TABLE (permission_names text[], group_names text[]) "
+    "LANGUAGE plpgsql STABLE AS " + BODY
+)
 
 
 class Migration(migrations.Migration):

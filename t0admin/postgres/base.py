@@ -118,20 +118,19 @@ class Connection(psycopg.Connection[Any]):
         once, self.next_answer_within = self.next_answer_within, None
         if limit and once is not None:
             limit = min(limit, once)
-        if timeout is not None or not self.answer_timeout:
+        if timeout is not None or not limit:
             result = super().wait(gen, interval, timeout)
-            self.answered_at = time.monotonic()
-            return result
-        try:
-            result = super().wait(gen, interval, limit)
-        except errors._WaitTimeout:  # psycopg's own "no answer in time"
-            silence.silent()
-            # The protocol stopped half-way: nothing more can be sent on this connection.
-            self.close()
-            raise psycopg.OperationalError(
-                f"the database did not answer within {limit:g} seconds; connection dropped"
-            ) from None
-        silence.answered()
+        else:
+            try:
+                result = super().wait(gen, interval, limit)
+            except errors._WaitTimeout:  # psycopg's own "no answer in time"
+                silence.silent()
+                # The protocol stopped half-way: nothing more can be sent on this connection.
+                self.close()
+                raise psycopg.OperationalError(
+                    f"the database did not answer within {limit:g} seconds; connection dropped"
+                ) from None
+            silence.answered()
         self.answered_at = time.monotonic()
         return result
 
