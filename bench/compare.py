@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as `python bench/compare.py`
 
@@ -91,6 +93,17 @@ def server(tree: Path, database_url: str, secret_key: str) -> Iterator[int]:
         process.wait(30)
 
 
+def same_session_for_older_commits(database_url: str) -> None:
+    """Commits from before migration keys 0010 read their sessions from django_session:
+    the bench's session goes there too (the same signed data)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO t0admin.django_session (session_key, session_data, expire_date) "
+            "SELECT session_key, session_data, expire_date FROM t0admin.keys_session "
+            "ON CONFLICT DO NOTHING"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("commits", nargs="+", help="git commits to compare; `.`: this tree")
@@ -106,6 +119,7 @@ def main() -> int:
         deep = paging.cursor_at(db, args.rows // 2)
         pages = ["/healthz", "/api-keys?limit=1", "/api-keys", f"/api-keys?before={deep}"]
         session = served.session_cookie("bench")
+        same_session_for_older_commits(db)
         with ExitStack() as stack:
             clients = {}
             for commit in args.commits:

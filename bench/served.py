@@ -200,7 +200,7 @@ def session_cookie(username: str, role: str | None = None) -> str:
 def measure_session_save(session_key: str, reps: int) -> float:
     """What SESSION_SAVE_EVERY_REQUEST adds to each request: the session row written back
     (an UPDATE in its own transaction, committed: a WAL flush), as SessionMiddleware does."""
-    from django.contrib.sessions.backends.db import SessionStore
+    from t0admin.sessions import SessionStore
 
     store = SessionStore(session_key)
     store.load()

@@ -7,7 +7,7 @@ Runs in a scratch database on the bench cluster (as bench/paging.py): a signed-i
 for /api-keys (20 keys) through Django's whole stack (test client, every middleware, the
 real PostgreSQL), alternating blocks of the two modes so that drift hits both alike. Per
 mode: the median and 90th percentile time per request, the statements that write
-django_session, and the WAL PostgreSQL wrote per request (pg_current_wal_lsn).
+keys_session, and the WAL PostgreSQL wrote per request (pg_current_wal_lsn).
 The section it writes in RESULTS.md sits between markers; the rest of the file is kept.
 """
 
@@ -57,7 +57,7 @@ def counting_session_writes(mode: Mode) -> Iterator[None]:
     from django.db import connection
 
     def wrapper(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        if "django_session" in sql and not sql.lstrip().upper().startswith("SELECT"):
+        if "keys_session" in sql and not sql.lstrip().upper().startswith("SELECT"):
             mode.session_writes += 1
         return execute(sql, params, many, context)
 

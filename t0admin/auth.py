@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth import backends
+from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
+from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.db import connections, router
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render, resolve_url
+from django.utils.functional import SimpleLazyObject
 from django.views.decorators.cache import never_cache
 
 from keys import roles, text
 from keys.permissions import return_to
+from t0admin.sessions import MISSING, SessionStore
 
 
 def context(request: HttpRequest) -> dict[str, object]:
@@ -46,9 +52,34 @@ WHERE u.id = %s
 """
 
 
+# The session of the request whose user is being read (AuthenticationMiddleware): the
+# user's row came with it (t0admin/sessions.py), and ModelBackend.get_user takes it there.
+_reading: ContextVar[SessionBase | None] = ContextVar("t0admin_reading_user", default=None)
+
+
+class AuthenticationMiddleware(auth_middleware.AuthenticationMiddleware):
+    """Django's, whose request.user is read from the row that came with the session."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        super().process_request(request)
+        request.user = SimpleLazyObject(lambda: _user(request))  # type: ignore[assignment]
+
+
+def _user(request: HttpRequest) -> Any:
+    # As django.contrib.auth.middleware.get_user, with the session at hand.
+    if not hasattr(request, "_cached_user"):
+        reading = _reading.set(request.session)
+        try:
+            request._cached_user = auth.get_user(request)  # type: ignore[attr-defined]
+        finally:
+            _reading.reset(reading)
+    return request._cached_user  # type: ignore[attr-defined]
+
+
 class ModelBackend(backends.ModelBackend):
     """Django's, but a session's user comes with their permissions and the names of their
-    groups (`group_names`, for keys.roles) in the same query."""
+    groups (`group_names`, for keys.roles): in the session's own query when the page reads
+    its session (t0admin.sessions), else in one query of their own."""
 
     def get_user(self, user_id: Any) -> Any:
         # The query names auth.User's tables: t0admin keeps Django's user model.
@@ -56,31 +87,37 @@ class ModelBackend(backends.ModelBackend):
             pk = User._meta.pk.to_python(user_id)  # type: ignore[union-attr]
         except ValidationError:
             return None
-        # A plain cursor: RawQuerySet's mapping of columns cost a third of this query's
-        # time on every page (bench/RESULTS.md, 2026-12-03).
         database = router.db_for_read(User)
-        with connections[database].cursor() as cursor:
-            cursor.execute(USER_WITH_PERMISSIONS, [pk])
-            row = cursor.fetchone()
-            names = [column.name for column in cursor.description or ()]
-        if row is None:
+        session = _reading.get()
+        found = session.user_row(pk) if isinstance(session, SessionStore) else MISSING
+        if found is MISSING:
+            found = _read_user(database, pk)
+        if found is None:
             return None
-        found = dict(zip(names, row, strict=True))
-        permission_names = found.pop("permission_names")
         fields = User._meta.concrete_fields
         user: Any = User.from_db(
             database, [f.attname for f in fields], [found[f.attname] for f in fields]
         )
-        user.group_names = found.pop("group_names")
+        user.group_names = found["group_names"]
         if not self.user_can_authenticate(user):
             return None
         if not user.is_superuser:  # a superuser's checks are answered without asking
             # Where ModelBackend.get_all_permissions keeps the same set for the request.
-            user._perm_cache = set(permission_names)
+            user._perm_cache = set(found["permission_names"])
         return user
 
     async def aget_user(self, user_id: Any) -> Any:
         return await sync_to_async(self.get_user)(user_id)
+
+
+def _read_user(database: str, pk: Any) -> dict[str, Any] | None:
+    # A plain cursor: RawQuerySet's mapping of columns cost a third of this query's time
+    # on every page (bench/RESULTS.md, 2026-12-03).
+    with connections[database].cursor() as cursor:
+        cursor.execute(USER_WITH_PERMISSIONS, [pk])
+        row = cursor.fetchone()
+        names = [column.name for column in cursor.description or ()]
+    return None if row is None else dict(zip(names, row, strict=True))
 
 
 def _in_words(delay: timedelta) -> str:

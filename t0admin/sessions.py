@@ -9,10 +9,12 @@ never replaces the answer the view gave: that answer may carry a committed write
 
 from __future__ import annotations
 
+import enum
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib import auth
 from django.contrib.sessions.backends import db
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
@@ -29,31 +31,80 @@ log = logging.getLogger("t0admin.sessions")
 REFRESH_SHARE = 0.01
 
 
-# Django's session model, django.contrib.sessions.models.Session.
-STORED_SESSION = (
-    "SELECT session_key, session_data, expire_date FROM django_session "
-    "WHERE session_key = %s AND expire_date > %s"
-)
+# The session (if not expired), its user and their permissions: one round trip. The user's
+# columns and permissions are t0admin.auth's USER_WITH_PERMISSIONS; a session nobody signed
+# in to, or whose user is gone, has NULLs there.
+STORED_SESSION = """
+SELECT s.session_key, s.session_data, s.expire_date, s.user_id AS session_user_id,
+       u.*, f.permission_names, f.group_names
+FROM keys_session s
+LEFT JOIN auth_user u ON u.id = s.user_id
+LEFT JOIN LATERAL t0admin.user_with_permissions(u.id) AS f ON u.id IS NOT NULL
+WHERE s.session_key = %s AND s.expire_date > %s
+"""
+SESSION_COLUMNS = 4
+
+
+class Missing(enum.Enum):
+    MISSING = enum.auto()
+
+
+MISSING = Missing.MISSING
+
+
+def signed_in_id(data: dict[str, Any]) -> int | None:
+    """The user id the session data names (auth.login stores it as a string)."""
+    try:
+        return int(data[auth.SESSION_KEY])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class SessionStore(db.SessionStore):
-    """Django's database sessions, remembering when the stored row expires."""
+    """Django's database sessions (keys.models.Session), remembering when the stored row
+    expires, and the row of its user that came with it."""
 
     stored_expiry: datetime | None = None
+    # The signed-in user's id as the row had it, and their columns and permissions by name;
+    # None: no user came with the session.
+    stored_user: tuple[int, dict[str, Any] | None] | None = None
+
+    @classmethod
+    def get_model_class(cls) -> type[Any]:
+        from keys.models import Session
+
+        return Session
+
+    def create_model_instance(self, data: dict[str, Any]) -> Any:
+        session: Any = super().create_model_instance(data)  # a keys.models.Session
+        session.user_id = signed_in_id(data)
+        return session
 
     def _get_session_from_db(self) -> Any:
-        """Django's query (the session, if not expired) in plain SQL: building it with the
-        ORM cost more than the round trip, on every page (bench/RESULTS.md, 2026-12-03).
-        The one place the row's expiry passes by; django-stubs omit this method."""
+        """Django's query in plain SQL, joined with the user's: building it with the ORM
+        cost more than the round trip, on every page (bench/RESULTS.md, 2026-12-03). The
+        one place the row passes by; django-stubs omit this method."""
+        self.stored_user = None
         with connections[router.db_for_read(self.model)].cursor() as cursor:
             cursor.execute(STORED_SESSION, [self.session_key, timezone.now()])
             row = cursor.fetchone()
+            names = [column.name for column in cursor.description or ()]
         if row is None:
             self._session_key = None  # as Django's: a new session, under a new key
             self.stored_expiry = None
             return None
-        key, data, self.stored_expiry = row
+        key, data, self.stored_expiry, user_id = row[:SESSION_COLUMNS]
+        if user_id is not None:
+            user = dict(zip(names[SESSION_COLUMNS:], row[SESSION_COLUMNS:], strict=True))
+            self.stored_user = (user_id, user if user["id"] is not None else None)
         return self.model(session_key=key, session_data=data, expire_date=self.stored_expiry)
+
+    def user_row(self, user_id: int) -> dict[str, Any] | None | Missing:
+        """The columns and permissions of `user_id` as they came with this session; None if
+        the user is gone; MISSING if they did not come with it (ask the database)."""
+        if self.stored_user is None or self.stored_user[0] != user_id:
+            return MISSING
+        return self.stored_user[1]
 
     def due_for_refresh(self, now: datetime | None = None) -> bool:
         if self.stored_expiry is None:  # no stored session (or never loaded): nothing to keep

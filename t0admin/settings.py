@@ -143,7 +143,7 @@ MIDDLEWARE = [
     "t0admin.middleware.RequestTooLargeMiddleware",
     "t0admin.errors.MethodNotAllowedPage",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "t0admin.auth.AuthenticationMiddleware",  # the user comes with the session
     "t0admin.proxy.ProxyAuthMiddleware",
     "t0admin.auth.SignInRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

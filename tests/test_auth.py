@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
 from keys import roles, service
+from keys.models import Session
 from tests.conftest import gateway_accepts
 
 pytestmark = pytest.mark.django_db
@@ -249,7 +249,7 @@ def test_a_request_soon_after_the_last_save_writes_no_session(client: Client, al
     ours.update(expire_date=expiry)
     with CaptureQueriesContext(connection) as queries:
         assert client.get("/api-keys").status_code == 200
-    assert not [q for q in queries if "django_session" in q["sql"] and "UPDATE" in q["sql"]]
+    assert not [q for q in queries if "keys_session" in q["sql"] and "UPDATE" in q["sql"]]
     assert ours.get().expire_date == expiry
 
 

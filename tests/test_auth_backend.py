@@ -9,7 +9,6 @@ import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth import backends
 from django.contrib.auth.models import Group, Permission, User
-from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -17,9 +16,10 @@ from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
 from keys import roles
-from keys.models import ApiKey
+from keys.models import ApiKey, Session
 from t0admin.auth import ModelBackend
 from t0admin.proxy import ProxyUserBackend
+from t0admin.sessions import SessionStore
 from tests.test_views import new_form
 
 pytestmark = pytest.mark.django_db
@@ -147,18 +147,39 @@ def test_a_key_admin_signed_in_lists_and_creates_keys(users: dict[str, User]) ->
     assert client.session["_auth_user_backend"] == "t0admin.auth.ModelBackend"
 
 
-def test_sessions_from_before_are_carried_over_by_the_migration(users: dict[str, User]) -> None:
-    client = Client()
-    client.force_login(users["admin"], backend="django.contrib.auth.backends.ModelBackend")
-    other = Client()
-    other.force_login(users["viewer"])  # already the new backend: left as it was
-    stored = Session.objects.get(pk=other.session.session_key).session_data
-    assert client.get("/api-keys").status_code == 302  # not listed any more: signed out
-    carry_over = importlib.import_module("keys.migrations.0006_sessions_to_t0admin_backend")
-    carry_over.to_t0admin_backend(django_apps, None)
-    assert client.get("/api-keys").status_code == 200  # the same session, signed in
-    assert client.session["_auth_user_backend"] == "t0admin.auth.ModelBackend"
-    assert Session.objects.get(pk=other.session.session_key).session_data == stored
+def test_sessions_from_before_are_carried_over_by_the_migrations(users: dict[str, User]) -> None:
+    """Sessions in django_session, one naming Django's backend: 0006 and 0010 carry both
+    over, with their users, and neither is signed out."""
+    from django.contrib.sessions.backends import db
+
+    def djangos_session(user: User, backend: str) -> str:
+        old = db.SessionStore()  # Django's own store: django_session
+        old.update({"_auth_user_id": str(user.pk), "_auth_user_backend": backend})
+        old["_auth_user_hash"] = user.get_session_auth_hash()
+        old.create()
+        return str(old.session_key)
+
+    before = djangos_session(users["admin"], "django.contrib.auth.backends.ModelBackend")
+    unchanged = djangos_session(users["viewer"], "t0admin.auth.ModelBackend")
+    stored = db.SessionStore(unchanged).load()
+    for name in ("0006_sessions_to_t0admin_backend", "0010_session_with_user"):
+        migration = importlib.import_module(f"keys.migrations.{name}")
+        step = getattr(migration, "to_t0admin_backend", None) or migration.forwards
+        step(django_apps, None)
+    assert not db.SessionStore().exists(before) and not db.SessionStore().exists(unchanged)
+    assert Session.objects.get(pk=before).user_id == users["admin"].pk
+    assert Session.objects.get(pk=unchanged).user_id == users["viewer"].pk
+    for key, name in ((before, "admin"), (unchanged, "viewer")):
+        client = Client()
+        client.cookies["sessionid"] = key
+        page = client.get("/api-keys")
+        assert page.status_code == 200 and name.encode() in page.content
+        assert client.session["_auth_user_backend"] == "t0admin.auth.ModelBackend"
+    assert SessionStore(unchanged).load() == stored
+
+    # Undone, they go back where they were.
+    importlib.import_module("keys.migrations.0010_session_with_user").backwards(django_apps, None)
+    assert db.SessionStore(unchanged).load() == stored and not Session.objects.exists()
 
 
 def test_a_session_naming_djangos_backend_signs_in_again_without_an_error(
@@ -187,13 +208,17 @@ def test_the_loaded_user_saves_as_the_row_it_came_from(users: dict[str, User]) -
 def test_a_session_reads_as_djangos_store_reads_it(users: dict[str, User]) -> None:
     from django.contrib.sessions.backends import db
 
-    from t0admin.sessions import SessionStore
+    # Django's own store on t0admin's table; named as both are, since the name is in the
+    # salt of the data's signature.
+    djangos = type(
+        "SessionStore", (db.SessionStore,), {"get_model_class": classmethod(lambda cls: Session)}
+    )
 
     stored = SessionStore()
     stored.update({"_auth_user_id": str(users["admin"].pk), "note": "ü" * 300})
     stored.create()
     key = stored.session_key
-    ours, djangos_store = SessionStore(key), db.SessionStore(key)
+    ours, djangos_store = SessionStore(key), djangos(key)
     assert ours.load() == djangos_store.load() == {**stored._session}
     assert ours.stored_expiry == Session.objects.get(pk=key).expire_date
     assert ours.session_key == key
@@ -233,3 +258,64 @@ def test_an_operator_in_public_is_not_in_the_way(users: dict[str, User]) -> None
             "FUNCTION = public.always)"
         )
     assert not User.objects.filter(username="no-such-user").exists()
+
+
+def signed_in(username: str) -> Client:
+    client = Client()
+    answer = client.post("/sign-in", {"username": username, "password": "a long password 123"})
+    assert answer.status_code == 302
+    return client
+
+
+def statements(client: Client, path: str = "/api-keys") -> tuple[int, list[str]]:
+    with CaptureQueriesContext(connection) as queries:
+        status = client.get(path).status_code
+    return status, [query["sql"] for query in queries]
+
+
+def test_the_session_brings_its_user_and_permissions_in_its_own_query(
+    users: dict[str, User],
+) -> None:
+    client = signed_in("admin")
+    assert Session.objects.get(pk=client.session.session_key).user_id == users["admin"].pk
+    status, sent = statements(client)
+    assert status == 200
+    with_user = [sql for sql in sent if "auth_user" in sql]
+    assert len(with_user) == 1 and "keys_session" in with_user[0], sent
+    assert "user_with_permissions" in with_user[0]
+    # Who is signed in is still decided by the session's signed data, and a change to the
+    # user is seen on the next page, read with the session.
+    roles.set_role(users["admin"], roles.VIEWERS)
+    page = client.get("/api-keys")
+    assert page.status_code == 200 and b"Generate API Key" not in page.content
+
+
+def test_a_session_without_its_user_reads_the_user_on_its_own(users: dict[str, User]) -> None:
+    """A session moved by the migration whose data it could not read, or a column that
+    disagrees with the signed data: the data decides, with a query of its own."""
+    client = signed_in("viewer")
+    ours = Session.objects.filter(pk=client.session.session_key)
+    for column in (None, users["admin"].pk):
+        ours.update(user_id=column)
+        status, sent = statements(client)
+        assert status == 200
+        assert sum("user_with_permissions" in sql for sql in sent) == 2, sent
+        page = client.get("/api-keys")
+        assert b"viewer" in page.content and b"Generate API Key" not in page.content
+
+
+def test_a_session_whose_user_is_gone_or_inactive_is_signed_out(users: dict[str, User]) -> None:
+    gone, inactive = signed_in("admin"), signed_in("viewer")
+    User.objects.filter(pk=users["admin"].pk).delete()
+    User.objects.filter(pk=users["viewer"].pk).update(is_active=False)
+    for client in (gone, inactive):
+        status, sent = statements(client)
+        assert status == 302
+        assert sum("auth_user" in sql for sql in sent) == 1, sent
+
+
+def test_a_changed_password_still_ends_other_sessions(users: dict[str, User]) -> None:
+    client = signed_in("admin")
+    users["admin"].set_password("another long password 456")
+    users["admin"].save()
+    assert client.get("/api-keys").status_code == 302

@@ -226,4 +226,4 @@ def test_no_django_table_lands_in_public(scratch_db: str) -> None:
             )
         }
     assert public == {"tensorzero_auth_api_key", "tensorzero_auth__sqlx_migrations"}
-    assert {"django_migrations", "auth_user", "django_session"} <= ours
+    assert {"django_migrations", "auth_user", "keys_session"} <= ours

@@ -74,9 +74,8 @@ def deployment(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator
             yield Deployment(port, [first, second])
     finally:
         from axes.models import AccessAttempt
-        from django.contrib.sessions.models import Session
 
-        from keys.models import ApiKey, AuditEvent
+        from keys.models import ApiKey, AuditEvent, Session
 
         with django_db_blocker.unblock():
             for model in (ApiKey, AuditEvent, AccessAttempt, Session, User):

@@ -14,11 +14,10 @@ from datetime import timedelta
 import psycopg
 import pytest
 from django.contrib.auth.models import User
-from django.contrib.sessions.models import Session
 from django.utils import timezone
 
 from keys import roles, service
-from keys.models import ApiKey
+from keys.models import ApiKey, Session
 from tests.conftest import gateway_accepts
 from tests.locks import wait_until_blocked
 from tests.webclient import KEY_RE, Response, WebClient
