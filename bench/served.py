@@ -99,8 +99,20 @@ class Client:
             sent["X-CSRFToken"] = self.cookies.get("csrftoken", "")
             sent["Origin"] = f"http://localhost:{self.port}"
         started = time.perf_counter()
-        self.conn.request(method, path, body=body, headers=sent)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=body, headers=sent)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closed the kept connection as it sat idle (gunicorn's keep-alive
+            # is 2 s, and another server's start can take that long): as a browser does,
+            # a GET goes again on a new connection.
+            if method not in {"GET", "HEAD"}:
+                raise
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            started = time.perf_counter()
+            self.conn.request(method, path, body=body, headers=sent)
+            response = self.conn.getresponse()
         raw = response.read()
         elapsed = (time.perf_counter() - started) * 1000.0
         header_bytes = len(f"HTTP/1.1 {response.status} {response.reason}\r\n") + sum(
