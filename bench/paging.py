@@ -466,7 +466,7 @@ def report(
         "Full pages through Django's test client (middleware, view, template; signed in). "
         "`/healthz` is answered before the session, the host check and sign-in; the view "
         "that does nothing pays what every signed-in page pays before its own work (the "
-        "session and the user, two queries, and the middleware); `?limit=1` adds the "
+        "session with its user, one query, and the middleware); `?limit=1` adds the "
         "list's queries and its page around a single row:",
         "",
         "| page | ms | notes |",
