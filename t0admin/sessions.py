@@ -80,6 +80,12 @@ class SessionStore(db.SessionStore):
         session.user_id = signed_in_id(data)
         return session
 
+    async def acreate_model_instance(self, data: dict[str, Any]) -> Any:
+        # Django's async save builds the row without create_model_instance.
+        session: Any = await super().acreate_model_instance(data)
+        session.user_id = signed_in_id(data)
+        return session
+
     def _get_session_from_db(self) -> Any:
         """Django's query in plain SQL, joined with the user's: building it with the ORM
         cost more than the round trip, on every page (bench/RESULTS.md, 2026-12-03). The

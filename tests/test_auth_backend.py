@@ -166,7 +166,8 @@ def test_sessions_from_before_are_carried_over_by_the_migrations(users: dict[str
         migration = importlib.import_module(f"keys.migrations.{name}")
         step = getattr(migration, "to_t0admin_backend", None) or migration.forwards
         step(django_apps, None)
-    assert not db.SessionStore().exists(before) and not db.SessionStore().exists(unchanged)
+    # Left where they were too, for an instance still on the older version.
+    assert db.SessionStore().exists(before) and db.SessionStore().exists(unchanged)
     assert Session.objects.get(pk=before).user_id == users["admin"].pk
     assert Session.objects.get(pk=unchanged).user_id == users["viewer"].pk
     for key, name in ((before, "admin"), (unchanged, "viewer")):
@@ -177,9 +178,12 @@ def test_sessions_from_before_are_carried_over_by_the_migrations(users: dict[str
         assert client.session["_auth_user_backend"] == "t0admin.auth.ModelBackend"
     assert SessionStore(unchanged).load() == stored
 
-    # Undone, they go back where they were.
+    # Undone, the newer copies go back where they were.
+    SessionStore(unchanged).save()  # used since: a later expiry
+    newer = Session.objects.get(pk=unchanged).expire_date
     importlib.import_module("keys.migrations.0010_session_with_user").backwards(django_apps, None)
-    assert db.SessionStore(unchanged).load() == stored and not Session.objects.exists()
+    assert db.SessionStore(unchanged).load() == stored
+    assert db.SessionStore().get_model_class().objects.get(pk=unchanged).expire_date == newer
 
 
 def test_a_session_naming_djangos_backend_signs_in_again_without_an_error(
@@ -319,3 +323,14 @@ def test_a_changed_password_still_ends_other_sessions(users: dict[str, User]) ->
     users["admin"].set_password("another long password 456")
     users["admin"].save()
     assert client.get("/api-keys").status_code == 302
+
+
+def test_every_save_path_keeps_the_user_id(users: dict[str, User]) -> None:
+    from asgiref.sync import async_to_sync
+
+    data = {"_auth_user_id": str(users["admin"].pk)}
+    store = SessionStore("k" * 32)
+    assert store.create_model_instance(data).user_id == users["admin"].pk
+    assert async_to_sync(store.acreate_model_instance)(data).user_id == users["admin"].pk
+    assert store.create_model_instance({}).user_id is None
+    assert store.create_model_instance({"_auth_user_id": "x"}).user_id is None

@@ -1,7 +1,9 @@
 # Sessions move from Django's django_session to keys_session, which has the signed-in user's
 # id in a column: a page then reads its session, its user and their permissions in one
-# round trip, not two (t0admin/sessions.py). Every live session moves with its user's id,
-# so nobody is signed out by the upgrade; undone, they move back.
+# round trip, not two (t0admin/sessions.py). Every live session is copied with its user's
+# id, so nobody is signed out by the upgrade; undone, they are copied back. The rows stay
+# in django_session: during a rolling upgrade an instance still on the older version reads
+# them there (README, "Upgrading").
 
 from typing import Any
 
@@ -9,6 +11,7 @@ from django.db import migrations, models
 from django.utils import timezone
 
 USER_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
+BATCH = 1000
 
 
 def _user_id(codec: Any, session_data: str) -> int | None:
@@ -27,8 +30,10 @@ def move(apps: Any, source: str, target: str, with_user: bool) -> None:
     old = apps.get_model(*source.split("."))
     new = apps.get_model(*target.split("."))
     live = old.objects.filter(expire_date__gt=timezone.now())
+    # A session already in the target (from an earlier move, undone) takes this newer copy.
+    fields = ["session_data", "expire_date", *(["user_id"] if with_user else [])]
     batch = []
-    for session in live.iterator():
+    for session in live.iterator(chunk_size=BATCH):
         extra = {"user_id": _user_id(codec, session.session_data)} if with_user else {}
         batch.append(
             new(
@@ -38,8 +43,16 @@ def move(apps: Any, source: str, target: str, with_user: bool) -> None:
                 **extra,
             )
         )
-    new.objects.bulk_create(batch, batch_size=1000, ignore_conflicts=True)
-    old.objects.all().delete()
+        if len(batch) == BATCH:
+            _copy(new, batch, fields)
+            batch = []
+    _copy(new, batch, fields)
+
+
+def _copy(model: Any, sessions: list[Any], fields: list[str]) -> None:
+    model.objects.bulk_create(
+        sessions, update_conflicts=True, unique_fields=["session_key"], update_fields=fields
+    )
 
 
 def forwards(apps: Any, schema_editor: Any) -> None:
