@@ -201,7 +201,8 @@ class Session(AbstractBaseSession):
     """Django's database session, with the id of its signed-in user in a column of its own:
     a page reads its session, its user and their permissions in one round trip instead of
     two (t0admin/sessions.py). The id is the one the signed session data names, copied on
-    every save. Django's own table, django_session, is no longer used (migration 0010)."""
+    every save. Django's own table, django_session, is no longer read (migration 0010
+    copied its sessions here)."""
 
     user_id = models.IntegerField(null=True, blank=True)  # None: nobody signed in
 

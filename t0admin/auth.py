@@ -8,7 +8,6 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib import auth
 from django.contrib.auth import backends
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth import views as auth_views
@@ -66,14 +65,12 @@ class AuthenticationMiddleware(auth_middleware.AuthenticationMiddleware):
 
 
 def _user(request: HttpRequest) -> Any:
-    # As django.contrib.auth.middleware.get_user, with the session at hand.
-    if not hasattr(request, "_cached_user"):
-        reading = _reading.set(request.session)
-        try:
-            request._cached_user = auth.get_user(request)  # type: ignore[attr-defined]
-        finally:
-            _reading.reset(reading)
-    return request._cached_user  # type: ignore[attr-defined]
+    """Django's lazy user (read once per request), with the session at hand."""
+    reading = _reading.set(request.session)
+    try:
+        return auth_middleware.get_user(request)
+    finally:
+        _reading.reset(reading)
 
 
 class ModelBackend(backends.ModelBackend):

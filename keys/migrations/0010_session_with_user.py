@@ -3,7 +3,7 @@
 # round trip, not two (t0admin/sessions.py). Every live session is copied with its user's
 # id, so nobody is signed out by the upgrade; undone, they are copied back. The rows stay
 # in django_session: during a rolling upgrade an instance still on the older version reads
-# them there (README, "Upgrading").
+# them there (README, "Several instances").
 
 from typing import Any
 
